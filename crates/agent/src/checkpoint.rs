@@ -1,0 +1,582 @@
+//! The checkpoint thread: joins the coordinator, waits for checkpoint
+//! requests and runs each through the coordinator's barriers:
+//!
+//! 1. prepare (open the temporary image, allocate every buffer), then stop
+//!    the program's threads → barrier `suspended`;
+//! 2. capture kernel state and write the image to `*.tmp` (fsynced unless
+//!    `--no-sync`) → barrier `written`;
+//! 3. rename the image to its final name (only now, once every process of
+//!    the computation has written its own), resume the threads, report.
+//!
+//! An `Abort` at any barrier discards the temporary file and resumes: the
+//! previous good image is never touched.
+
+use std::fs::OpenOptions;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use hiber_image::format::{AreaKind, area_flags};
+use hiber_image::meta::{FdMeta, ProcessMeta, ThreadMeta};
+use hiber_image::{AreaDesc, Identity, Scratch, VdsoIdentity, WriteOptions, Writer};
+use hiber_protocol::client::Connection;
+use hiber_protocol::{
+    CheckpointOptions, FromCoord, ProcessHello, RestartedFrom, Role, ToCoord, barrier,
+};
+
+use crate::mem::{maps, pages};
+use crate::threads::{restore, suspend};
+use crate::{config, fd, log, state};
+
+/// How long threads get to reach the handler.
+const SUSPEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Who this process is in its computation; read again after a restart.
+#[derive(Debug, Clone, Default)]
+pub struct Shared {
+    pub computation: u64,
+    pub process_id: u64,
+    pub generation: u64,
+    pub program: String,
+    pub coord: String,
+    pub ckpt_dir: String,
+    pub compress: bool,
+    pub sync: bool,
+    pub virtual_pid: u32,
+}
+
+pub static SHARED: Mutex<Option<Shared>> = Mutex::new(None);
+
+/// State saved at the last checkpoint that the restart path needs; it is in
+/// memory, so a restarted process finds it here.
+pub static SAVED: Mutex<Option<(ProcessMeta, Vec<FdMeta>)>> = Mutex::new(None);
+
+pub fn shared() -> Shared {
+    SHARED
+        .lock()
+        .map(|g| g.clone().unwrap_or_default())
+        .unwrap_or_default()
+}
+
+fn set_shared(f: impl FnOnce(&mut Shared)) {
+    if let Ok(mut g) = SHARED.lock() {
+        let s = g.get_or_insert_with(Shared::default);
+        f(s);
+    }
+}
+
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+pub fn program_name() -> String {
+    std::fs::read_to_string("/proc/self/comm")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "prog".into())
+}
+
+/// Starts checkpointing in a freshly launched process.
+pub fn start() -> Result<(), String> {
+    let cfg = config::get();
+    suspend::install(cfg.ckpt_signal)
+        .map_err(|e| format!("cannot install the checkpoint signal handler: {e}"))?;
+    let pid = std::process::id();
+    let program = program_name();
+    let hello = ProcessHello {
+        real_pid: pid,
+        virtual_pid: pid,
+        host: hostname(),
+        program: program.clone(),
+        restarted: None,
+    };
+    let (mut conn, welcome) =
+        Connection::connect(&cfg.coord, Role::Process(hello)).map_err(|e| e.to_string())?;
+    conn.relocate_fd(fd::AGENT_FD_BASE)
+        .map_err(|e| format!("moving the coordinator socket: {e}"))?;
+    set_shared(|s| {
+        *s = Shared {
+            computation: welcome.computation,
+            process_id: welcome.process_id,
+            generation: welcome.generation,
+            program,
+            coord: cfg.coord.clone(),
+            ckpt_dir: cfg.ckpt_dir.clone(),
+            compress: cfg.compress,
+            sync: cfg.sync,
+            virtual_pid: pid,
+        }
+    });
+    send_settings(&mut conn);
+    std::thread::Builder::new()
+        .name("hiber-ckpt".into())
+        .spawn(move || {
+            thread_setup();
+            serve(conn)
+        })
+        .map_err(|e| format!("cannot start the checkpoint thread: {e}"))?;
+    Ok(())
+}
+
+pub fn send_settings(conn: &mut Connection) {
+    let s = shared();
+    let _ = conn.send(&ToCoord::Settings {
+        ckpt_dir: s.ckpt_dir,
+        compress: s.compress,
+        sync: s.sync,
+    });
+}
+
+/// Records what a restart needs to recreate this thread, blocks signals.
+fn thread_setup() {
+    let sp: u64;
+    // SAFETY: reads the stack pointer.
+    unsafe { std::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack)) };
+    // A restart starts this thread afresh a little below the current frame.
+    restore::CKPT_STACK_TOP.store((sp - 512) & !15, Relaxed);
+    restore::CKPT_FS.store(hiber_sys::arch_get_fs(), Relaxed);
+    restore::CKPT_TID_ADDR.store(hiber_sys::get_tid_address(), Relaxed);
+    suspend::register_agent_thread(hiber_sys::gettid());
+    hiber_sys::sigprocmask(hiber_sys::consts::SIG_SETMASK, !0);
+}
+
+/// The checkpoint thread's loop; never returns.
+pub fn serve(mut conn: Connection) -> ! {
+    loop {
+        match conn.recv() {
+            Ok(FromCoord::Checkpoint {
+                generation,
+                options,
+            }) => checkpoint(&mut conn, generation, &options),
+            Ok(_) => {}
+            Err(e) => {
+                log::debug(&format!(
+                    "coordinator connection lost ({e}); no more checkpoints"
+                ));
+                loop {
+                    std::thread::sleep(Duration::from_secs(3600));
+                }
+            }
+        }
+    }
+}
+
+/// Waits for `Release{name}`; `false` if the checkpoint was aborted.
+fn wait_release(conn: &mut Connection, generation: u64, name: &str) -> Result<bool, String> {
+    loop {
+        match conn.recv() {
+            Ok(FromCoord::Release {
+                generation: g,
+                name: n,
+            }) if g == generation && n == name => return Ok(true),
+            Ok(FromCoord::Abort {
+                generation: g,
+                reason,
+            }) if g == generation => {
+                log::debug(&format!("checkpoint {generation} aborted: {reason}"));
+                return Ok(false);
+            }
+            Ok(_) => {}
+            Err(e) => return Err(format!("coordinator connection lost: {e}")),
+        }
+    }
+}
+
+pub fn image_path(dir: &str, s: &Shared) -> PathBuf {
+    let prog: String = s
+        .program
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    Path::new(dir).join(format!(
+        "ckpt_{prog}_{:08x}-{}.hiber",
+        s.computation as u32, s.process_id
+    ))
+}
+
+fn checkpoint(conn: &mut Connection, generation: u64, opts: &CheckpointOptions) {
+    let s = shared();
+    let dir = if opts.dir.is_empty() {
+        s.ckpt_dir.clone()
+    } else {
+        opts.dir.clone()
+    };
+    let compress = opts.compress.unwrap_or(s.compress);
+    let sync = opts.sync.unwrap_or(s.sync);
+    let final_path = image_path(&dir, &s);
+    let tmp = final_path.with_extension("hiber.tmp");
+    let fail = |conn: &mut Connection, error: String| {
+        let _ = std::fs::remove_file(&tmp);
+        let _ = conn.send(&ToCoord::CheckpointFailed { generation, error });
+    };
+
+    // Everything that allocates a lot or may block goes before the stop.
+    let wopts = WriteOptions {
+        compress_level: compress.then_some(1),
+        ..WriteOptions::default()
+    };
+    let mut scratch = match Scratch::new(&wopts) {
+        Ok(s) => s,
+        Err(e) => return fail(conn, format!("preparing the image writer: {e}")),
+    };
+    let file = match OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+    {
+        Ok(f) => f,
+        Err(e) => return fail(conn, format!("cannot create {}: {e}", tmp.display())),
+    };
+    let mut scanner = match pages::Scanner::new() {
+        Ok(s) => s,
+        Err(e) => return fail(conn, format!("cannot open /proc/self/pagemap: {e}")),
+    };
+    let mut bufs = Buffers::default();
+    bufs.ranges.reserve(1 << 16);
+    bufs.runs.reserve(1 << 16);
+    bufs.slices.reserve(1 << 16);
+
+    if let Err(e) = suspend::suspend_all(config::get().ckpt_signal, SUSPEND_TIMEOUT) {
+        return fail(conn, e);
+    }
+    let _ = conn.send(&ToCoord::Barrier {
+        generation,
+        name: barrier::SUSPENDED.into(),
+    });
+    match wait_release(conn, generation, barrier::SUSPENDED) {
+        Ok(true) => {}
+        Ok(false) => {
+            suspend::resume_all();
+            let _ = std::fs::remove_file(&tmp);
+            return;
+        }
+        Err(e) => {
+            suspend::resume_all();
+            let _ = std::fs::remove_file(&tmp);
+            log::warn(&e);
+            return;
+        }
+    }
+
+    set_shared(|sh| sh.generation = generation);
+    let exclude = [conn.raw_fd(), file.as_raw_fd(), scanner.raw_fd()];
+    let written = write_image(
+        file,
+        &exclude,
+        generation,
+        &wopts,
+        &mut scratch,
+        &mut scanner,
+        &mut bufs,
+        sync,
+    );
+    let bytes = match written {
+        Ok(b) => b,
+        Err(e) => {
+            suspend::resume_all();
+            set_shared(|sh| sh.generation = s.generation);
+            return fail(conn, e);
+        }
+    };
+    let _ = conn.send(&ToCoord::Barrier {
+        generation,
+        name: barrier::WRITTEN.into(),
+    });
+    let go = wait_release(conn, generation, barrier::WRITTEN);
+    if !matches!(go, Ok(true)) {
+        suspend::resume_all();
+        set_shared(|sh| sh.generation = s.generation);
+        let _ = std::fs::remove_file(&tmp);
+        return;
+    }
+    let committed = hiber_image::commit(&tmp, &final_path, sync);
+    suspend::resume_all();
+    match committed {
+        Ok(()) => {
+            let _ = conn.send(&ToCoord::CheckpointDone {
+                generation,
+                image: final_path.display().to_string(),
+                bytes,
+            });
+        }
+        Err(e) => fail(conn, format!("cannot commit {}: {e}", final_path.display())),
+    }
+}
+
+#[derive(Default)]
+struct Buffers {
+    ranges: Vec<(u64, u64)>,
+    runs: Vec<(u64, u64)>,
+    slices: Vec<&'static [u8]>,
+}
+
+fn vdso_identity(maps: &[maps::Mapping]) -> VdsoIdentity {
+    let mut id = VdsoIdentity::default();
+    for m in maps {
+        match m.kind() {
+            AreaKind::Vdso => {
+                id.vdso_len = m.end - m.start;
+                // SAFETY: the vDSO is mapped readable for the process's life.
+                let bytes = unsafe {
+                    std::slice::from_raw_parts(m.start as *const u8, (m.end - m.start) as usize)
+                };
+                id.vdso_crc = crc32c::crc32c(bytes);
+            }
+            AreaKind::Vvar => id.vvar_len = m.end - m.start,
+            AreaKind::VvarVclock => id.vvar_vclock_len = m.end - m.start,
+            _ => {}
+        }
+    }
+    id
+}
+
+fn threads_meta() -> Vec<ThreadMeta> {
+    let pid = hiber_sys::getpid();
+    let mut out: Vec<ThreadMeta> = suspend::slots()
+        .iter()
+        .map(|s| {
+            let tid = s.tid.load(Relaxed);
+            let (rip, rsp) = s.rip_rsp();
+            ThreadMeta {
+                tid,
+                is_main: tid == pid,
+                is_agent: false,
+                name: std::fs::read_to_string(format!("/proc/self/task/{tid}/comm"))
+                    .map(|n| n.trim().to_string())
+                    .unwrap_or_default(),
+                fs_base: s.fs_base.load(Relaxed),
+                tid_address: s.tid_addr.load(Relaxed),
+                robust_list: s.robust_head.load(Relaxed),
+                robust_len: s.robust_len.load(Relaxed),
+                rseq_addr: s.rseq_area(),
+                rseq_len: suspend::rseq_len(),
+                altstack_sp: s.alt_sp.load(Relaxed),
+                altstack_size: s.alt_size.load(Relaxed),
+                altstack_flags: s.alt_flags.load(Relaxed),
+                sigmask: s.sigmask(),
+                pending: 0,
+                rip,
+                rsp,
+            }
+        })
+        .collect();
+    out.push(ThreadMeta {
+        tid: hiber_sys::gettid(),
+        is_agent: true,
+        name: "hiber-ckpt".into(),
+        fs_base: restore::CKPT_FS.load(Relaxed),
+        tid_address: restore::CKPT_TID_ADDR.load(Relaxed),
+        ..Default::default()
+    });
+    out
+}
+
+fn shared_pending() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("ShdPnd:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(0)
+}
+
+fn process_meta() -> Result<ProcessMeta, String> {
+    let argv = std::fs::read("/proc/self/cmdline")
+        .map(|b| {
+            b.split(|&c| c == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into())
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(ProcessMeta {
+        program: shared().program,
+        argv,
+        exe: std::fs::read_link("/proc/self/exe")
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        cwd: state::fs::save_cwd(),
+        umask: state::fs::save_umask(),
+        rlimits: state::limits::save(),
+        mm: state::mm::save()?,
+        sigactions: state::signals::save(),
+        pending_signals: shared_pending(),
+        restart_entry: restore::hiber_restart_entry as *const () as u64,
+        agent_version: env!("CARGO_PKG_VERSION").into(),
+    })
+}
+
+fn glibc_version() -> String {
+    // SAFETY: returns a static NUL-terminated string.
+    unsafe { std::ffi::CStr::from_ptr(libc::gnu_get_libc_version()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Captures everything and writes the temporary image. Runs while the
+/// program's threads are parked: no glibc malloc (ours is private), no
+/// stdio, nothing that can wait for a parked thread.
+#[allow(clippy::too_many_arguments)]
+fn write_image(
+    file: std::fs::File,
+    exclude: &[i32],
+    generation: u64,
+    wopts: &WriteOptions,
+    scratch: &mut Scratch,
+    scanner: &mut pages::Scanner,
+    bufs: &mut Buffers,
+    sync: bool,
+) -> Result<u64, String> {
+    let s = shared();
+    let process = process_meta()?;
+    let fds = fd::save(exclude);
+    let threads = threads_meta();
+    restore::prepare_for_image(hiber_sys::getpid());
+    if let Ok(mut g) = SAVED.lock() {
+        *g = Some((process.clone(), fds.clone()));
+    }
+    // Read the map last: everything allocated above is in it.
+    let all = maps::read_self()?;
+    let identity = Identity {
+        computation: s.computation,
+        generation,
+        process_id: s.process_id,
+        virtual_pid: s.virtual_pid,
+        real_pid: std::process::id(),
+        created_unix_ns: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0),
+        program: s.program.clone(),
+        hostname: hostname(),
+        kernel_release: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default(),
+        glibc_version: glibc_version(),
+        vdso: vdso_identity(&all),
+    };
+    let mut w =
+        Writer::new(file, &identity, wopts, scratch).map_err(|e| format!("writing image: {e}"))?;
+    for m in &all {
+        let kind = m.kind();
+        if kind == AreaKind::Vsyscall {
+            continue;
+        }
+        let mut flags = if m.shared {
+            area_flags::SHARED
+        } else {
+            area_flags::PRIVATE
+        };
+        if !m.file_backed() {
+            flags |= area_flags::ANONYMOUS;
+        }
+        if kind == AreaKind::Stack {
+            flags |= area_flags::GROWSDOWN;
+        }
+        let saveable =
+            m.read && !matches!(kind, AreaKind::Vdso | AreaKind::Vvar | AreaKind::VvarVclock);
+        bufs.runs.clear();
+        if saveable {
+            select_pages(m, scanner, bufs);
+            let present: u64 = bufs.ranges.iter().map(|(a, b)| b - a).sum();
+            if m.end - m.start > 64 << 20 && present < (m.end - m.start) / 4 {
+                flags |= area_flags::SPARSE;
+            }
+        }
+        bufs.slices.clear();
+        for &(a, b) in &bufs.runs {
+            // SAFETY: the run lies in a readable mapping of this process
+            // that stays mapped while we write (program threads are parked
+            // and the agent frees nothing large until the image is done).
+            bufs.slices
+                .push(unsafe { std::slice::from_raw_parts(a as *const u8, (b - a) as usize) });
+        }
+        let desc = AreaDesc {
+            start: m.start,
+            end: m.end,
+            prot: m.prot(),
+            flags,
+            kind,
+            file_offset: m.offset,
+            dev: m.dev,
+            inode: m.inode,
+            path: &m.path,
+        };
+        w.add_area(&desc, &bufs.slices)
+            .map_err(|e| format!("writing area {:#x}: {e}", m.start))?;
+    }
+    bufs.slices.clear();
+    w.add_process(&process).map_err(|e| e.to_string())?;
+    w.add_threads(&threads).map_err(|e| e.to_string())?;
+    w.add_fds(&fds).map_err(|e| e.to_string())?;
+    let summary = w
+        .finish(sync)
+        .map_err(|e| format!("finishing image: {e}"))?;
+    Ok(summary.bytes_written)
+}
+
+/// Fills `bufs.runs` with the non-zero runs of `m` worth saving.
+fn select_pages(m: &maps::Mapping, scanner: &mut pages::Scanner, bufs: &mut Buffers) {
+    bufs.ranges.clear();
+    // A private file mapping's absent pages read as the file: save them
+    // all, but never past the file's end (touching those pages is SIGBUS).
+    let file_len = if m.file_backed() {
+        std::fs::metadata(&m.path)
+            .ok()
+            .filter(|md| md.is_file())
+            .map(|md| md.len())
+    } else {
+        None
+    };
+    match file_len {
+        Some(len) => {
+            let valid = len.saturating_sub(m.offset).div_ceil(pages::PAGE) * pages::PAGE;
+            let end = m.end.min(m.start.saturating_add(valid));
+            if end > m.start {
+                bufs.ranges.push((m.start, end));
+            }
+            // Pages past EOF that the program wrote (possible after a
+            // mprotect) are present and anonymous: keep them too.
+            if end < m.end {
+                let mut tail = Vec::new();
+                scanner.present(end, m.end, &mut tail);
+                bufs.ranges.extend(tail);
+            }
+        }
+        None => scanner.present(m.start, m.end, &mut bufs.ranges),
+    }
+    for &(a, b) in &bufs.ranges {
+        // SAFETY: `a..b` is inside a readable mapping and backed by data
+        // (present pages, or file pages before EOF).
+        unsafe { pages::nonzero_runs(a, b, &mut bufs.runs) };
+    }
+}
+
+/// Identity to send when a restarted process joins the coordinator.
+pub fn restarted_hello(s: &Shared) -> ProcessHello {
+    ProcessHello {
+        real_pid: std::process::id(),
+        virtual_pid: s.virtual_pid,
+        host: hostname(),
+        program: s.program.clone(),
+        restarted: Some(RestartedFrom {
+            computation: s.computation,
+            generation: s.generation,
+            process_id: s.process_id,
+        }),
+    }
+}

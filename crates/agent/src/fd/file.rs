@@ -1,0 +1,98 @@
+//! Regular files, directories and character devices opened by path.
+//!
+//! A file that changed size since the checkpoint: if it is open for
+//! writing and grew, it is cut back to its checkpoint size, so the program
+//! rewrites exactly what it wrote after the checkpoint (appending programs
+//! would otherwise duplicate that part); if it shrank, the offset is kept
+//! and a warning says so.
+
+use std::ffi::CString;
+
+use hiber_image::meta::{FdKind, FdMeta};
+
+pub fn offset(fd: i32) -> u64 {
+    // SAFETY: lseek query on a descriptor number.
+    let off = unsafe { libc::lseek(fd, 0, libc::SEEK_CUR) };
+    off.max(0) as u64
+}
+
+pub fn save(fd: i32, link: &str, flags: i32, meta: &std::fs::Metadata) -> FdKind {
+    use std::os::unix::fs::MetadataExt;
+    let deleted = link.ends_with(" (deleted)");
+    FdKind::File {
+        path: link.trim_end_matches(" (deleted)").to_string(),
+        flags,
+        offset: offset(fd),
+        size: meta.len(),
+        mode: meta.mode(),
+        deleted,
+    }
+}
+
+/// Opens `path` with the saved flags minus the ones that only make sense
+/// at creation.
+pub fn reopen(path: &str, flags: i32) -> Result<i32, String> {
+    let c = CString::new(path).map_err(|_| format!("{path}: path contains NUL"))?;
+    let flags =
+        flags & !(libc::O_CREAT | libc::O_TRUNC | libc::O_EXCL | libc::O_CLOEXEC | libc::O_NOCTTY);
+    // SAFETY: NUL-terminated path; plain open.
+    let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_NOCTTY) };
+    if fd < 0 {
+        return Err(format!(
+            "cannot reopen {path}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(fd)
+}
+
+pub fn restore(m: &FdMeta, warnings: &mut Vec<String>) -> Result<i32, String> {
+    match &m.kind {
+        FdKind::File {
+            path,
+            flags,
+            offset,
+            size,
+            deleted,
+            ..
+        } => {
+            if *deleted {
+                return Err(format!("{path} was deleted before the checkpoint"));
+            }
+            let fd = reopen(path, *flags)?;
+            // SAFETY: fstat into a zeroed struct on our fresh descriptor.
+            let mut st: libc::stat = unsafe { std::mem::zeroed() };
+            // SAFETY: as above.
+            let is_reg = unsafe { libc::fstat(fd, &mut st) } == 0
+                && st.st_mode & libc::S_IFMT == libc::S_IFREG;
+            if is_reg {
+                let now = st.st_size as u64;
+                let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
+                if now > *size && writable {
+                    // SAFETY: truncating the file this fd was writing.
+                    unsafe { libc::ftruncate(fd, *size as libc::off_t) };
+                } else if now < *size {
+                    warnings.push(format!(
+                        "fd {}: {path} is shorter than at the checkpoint ({now} < {size} bytes)",
+                        m.fd
+                    ));
+                }
+                // SAFETY: seeking our own descriptor.
+                unsafe { libc::lseek(fd, *offset as libc::off_t, libc::SEEK_SET) };
+            }
+            Ok(fd)
+        }
+        FdKind::Directory {
+            path,
+            flags,
+            offset,
+        } => {
+            let fd = reopen(path, *flags)?;
+            // SAFETY: seeking our own descriptor (directory offsets are
+            // opaque cookies; restoring them resumes a readdir).
+            unsafe { libc::lseek(fd, *offset as libc::off_t, libc::SEEK_SET) };
+            Ok(fd)
+        }
+        _ => Err("not a file".into()),
+    }
+}

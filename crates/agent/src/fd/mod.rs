@@ -1,0 +1,190 @@
+//! File descriptors. The kernel tells almost everything at checkpoint time
+//! (`/proc/self/fd` links, `fcntl` flags, `lseek` offsets, `fstat`), so
+//! nothing is tracked while the program runs.
+//!
+//! At restart, fds 0–2 that were terminals, pipes or sockets to something
+//! outside the computation are bound to `hiber restart`'s own stdio (they
+//! are inherited through the restorer); every other fd is recreated at its
+//! number, and fds the process did not have are closed.
+
+mod file;
+
+use std::os::unix::fs::FileTypeExt;
+
+use hiber_image::meta::{FdKind, FdMeta};
+
+/// Lowest number for the agent's own descriptors, out of the program's way
+/// (the program's first `open` must get the number it would without us).
+pub const AGENT_FD_BASE: i32 = 900;
+
+pub fn save(exclude: &[i32]) -> Vec<FdMeta> {
+    let mut fds: Vec<i32> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(d) => d
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    // The directory handle used for the listing is closed by now, so its
+    // number fails below and is skipped.
+    fds.sort_unstable();
+    fds.into_iter()
+        .filter(|fd| !exclude.contains(fd))
+        .filter_map(save_one)
+        .collect()
+}
+
+fn save_one(fd: i32) -> Option<FdMeta> {
+    let link = std::fs::read_link(format!("/proc/self/fd/{fd}"))
+        .ok()?
+        .display()
+        .to_string();
+    // SAFETY: fcntl queries on a descriptor number; no memory involved.
+    let (flags, fdflags) = unsafe {
+        (
+            libc::fcntl(fd, libc::F_GETFL),
+            libc::fcntl(fd, libc::F_GETFD),
+        )
+    };
+    if flags < 0 || fdflags < 0 {
+        return None;
+    }
+    let meta = std::fs::metadata(format!("/proc/self/fd/{fd}")).ok();
+    let ft = meta.as_ref().map(|m| m.file_type());
+    let kind = match ft {
+        Some(t) if t.is_file() => file::save(fd, &link, flags, meta.as_ref()?),
+        Some(t) if t.is_dir() => FdKind::Directory {
+            path: link,
+            flags,
+            offset: file::offset(fd),
+        },
+        Some(t) if t.is_char_device() && is_terminal(fd, &link) => {
+            FdKind::Terminal { path: link, flags }
+        }
+        Some(t) if t.is_char_device() => FdKind::File {
+            path: link,
+            flags,
+            offset: 0,
+            size: 0,
+            mode: 0,
+            deleted: false,
+        },
+        Some(t) if t.is_fifo() => FdKind::Pipe {
+            inode: inode_of(&link),
+            flags,
+        },
+        Some(t) if t.is_socket() => FdKind::Socket {
+            inode: inode_of(&link),
+            flags,
+        },
+        _ => FdKind::Other { link, flags },
+    };
+    Some(FdMeta {
+        fd,
+        cloexec: fdflags & libc::FD_CLOEXEC != 0,
+        kind,
+    })
+}
+
+fn is_terminal(fd: i32, link: &str) -> bool {
+    // SAFETY: isatty only queries the descriptor.
+    link.starts_with("/dev/pts/")
+        || link.starts_with("/dev/tty")
+        || unsafe { libc::isatty(fd) } == 1
+}
+
+fn inode_of(link: &str) -> u64 {
+    // "pipe:[1234]" / "socket:[1234]"
+    link.split_once('[')
+        .and_then(|(_, r)| r.trim_end_matches(']').parse().ok())
+        .unwrap_or(0)
+}
+
+/// Recreates the saved descriptors. Returns warnings for the user.
+pub fn restore(saved: &[FdMeta], temp_fds: &[i32]) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for &fd in temp_fds {
+        // SAFETY: the restorer's descriptors; memory mapped from them stays.
+        unsafe { libc::close(fd) };
+    }
+    let keep_inherited = |fd: i32| {
+        fd <= 2
+            && saved.iter().any(|m| {
+                m.fd == fd
+                    && matches!(
+                        m.kind,
+                        FdKind::Terminal { .. }
+                            | FdKind::Pipe { .. }
+                            | FdKind::Socket { .. }
+                            | FdKind::Other { .. }
+                    )
+            })
+    };
+    // Close what `hiber restart` left open that the process did not have.
+    let open_now: Vec<i32> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(d) => d
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    for fd in open_now {
+        if !keep_inherited(fd) {
+            // SAFETY: closing descriptors the restored program never had
+            // (or that are about to be recreated).
+            unsafe { libc::close(fd) };
+        }
+    }
+    for m in saved {
+        if keep_inherited(m.fd) {
+            continue;
+        }
+        let r = match &m.kind {
+            FdKind::File { .. } | FdKind::Directory { .. } => file::restore(m, &mut warnings),
+            FdKind::Terminal { path, flags } => file::reopen(path, *flags),
+            other => {
+                warnings.push(format!(
+                    "fd {} ({}) cannot be restored yet; it now reads as /dev/null",
+                    m.fd,
+                    describe(other)
+                ));
+                file::reopen("/dev/null", libc::O_RDWR)
+            }
+        };
+        match r {
+            Ok(newfd) => place(newfd, m.fd, m.cloexec),
+            Err(e) => {
+                warnings.push(format!("fd {}: {e}; it now reads as /dev/null", m.fd));
+                if let Ok(nfd) = file::reopen("/dev/null", libc::O_RDWR) {
+                    place(nfd, m.fd, m.cloexec);
+                }
+            }
+        }
+    }
+    warnings
+}
+
+fn describe(k: &FdKind) -> String {
+    match k {
+        FdKind::Pipe { inode, .. } => format!("pipe:[{inode}]"),
+        FdKind::Socket { inode, .. } => format!("socket:[{inode}]"),
+        FdKind::Other { link, .. } => link.clone(),
+        FdKind::File { path, .. }
+        | FdKind::Directory { path, .. }
+        | FdKind::Terminal { path, .. } => path.clone(),
+    }
+}
+
+/// Moves `newfd` to number `target`.
+fn place(newfd: i32, target: i32, cloexec: bool) {
+    if newfd != target {
+        // SAFETY: dup3 onto the target number, then drop the temporary.
+        unsafe {
+            libc::dup3(newfd, target, if cloexec { libc::O_CLOEXEC } else { 0 });
+            libc::close(newfd);
+        }
+    } else if cloexec {
+        // SAFETY: flag change on our own descriptor.
+        unsafe { libc::fcntl(target, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+}

@@ -1,0 +1,48 @@
+//! `libhiber.so`, the agent. `hiber launch` injects it with `LD_PRELOAD`
+//! into the program; it starts a checkpoint thread that talks to the
+//! coordinator, stops the program's threads with a signal when asked,
+//! writes the image, and, in a restarted process, rebuilds the threads and
+//! kernel state before the program runs again.
+//!
+//! Map of the crate (a checkpoint in order):
+//! - `checkpoint` — the checkpoint thread and the barrier sequence;
+//! - `threads::suspend` — the signal handler that parks each thread;
+//! - `state` — process-wide kernel state (signals, rlimits, cwd, mm layout);
+//! - `fd` — file descriptors;
+//! - `mem` — the memory map and the pages worth saving;
+//! - `threads::restore` — the restart entry and raw thread re-creation;
+//! - `restart` — the checkpoint thread's side of a restart;
+//! - `wrappers` — libc functions wrapped so a checkpoint is invisible.
+//!
+//! The agent has its own allocator (`alloc`): its code may allocate while
+//! the program's threads are stopped, because a stopped thread can hold
+//! glibc's malloc locks but never ours.
+
+mod alloc;
+mod checkpoint;
+mod config;
+mod fd;
+mod log;
+mod mem;
+mod restart;
+mod state;
+mod threads;
+mod wrappers;
+
+use std::ffi::{c_char, c_int};
+
+/// Runs once in every process the library is loaded into, after libc is
+/// initialised (libc is our dependency, so its constructors ran first).
+extern "C" fn hiber_init(_argc: c_int, _argv: *const *const c_char, _envp: *const *const c_char) {
+    config::init();
+    if !config::get().enabled {
+        return;
+    }
+    if let Err(e) = checkpoint::start() {
+        log::warn(&format!("checkpointing disabled: {e}"));
+    }
+}
+
+#[used]
+#[unsafe(link_section = ".init_array")]
+static INIT_ARRAY: extern "C" fn(c_int, *const *const c_char, *const *const c_char) = hiber_init;

@@ -1,0 +1,104 @@
+//! The checkpoint thread's side of a restart. `threads::restore` recreates
+//! this thread at the top of its old stack, with its old TLS, so Rust's
+//! thread-locals and the agent's statics are as they were at the
+//! checkpoint. The program's threads stay parked while this restores the
+//! process-wide state, rejoins the coordinator and passes the `restored`
+//! barrier; then they are let go and the thread serves checkpoints again.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use hiber_protocol::client::Connection;
+use hiber_protocol::handoff::RestartArgs;
+use hiber_protocol::{FromCoord, Role, ToCoord, barrier};
+
+use crate::checkpoint::{self, SAVED, SHARED};
+use crate::threads::{restore, suspend};
+use crate::{fd, log, state};
+
+/// Entry of the recreated checkpoint thread.
+pub extern "C" fn checkpoint_thread_start(_arg: u64) -> ! {
+    // Per-thread kernel state of this thread: rseq (glibc registered one
+    // for it when it was created as a pthread).
+    let fs = hiber_sys::arch_get_fs();
+    suspend::deactivate();
+    suspend::forget_agent_threads();
+    suspend::register_agent_thread(hiber_sys::gettid());
+    restore::CKPT_TID_ADDR.store(hiber_sys::get_tid_address(), Relaxed);
+    let _ = fs;
+    let conn = restart();
+    restore::GO.store(1, Relaxed);
+    hiber_sys::futex_wake(&restore::GO);
+    restore::release_temp_stacks();
+    match conn {
+        Some(c) => checkpoint::serve(c),
+        None => loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        },
+    }
+}
+
+fn args() -> RestartArgs {
+    let len = restore::ARGS_LEN.load(Relaxed);
+    // SAFETY: ARGS was filled by the restart entry before this thread was
+    // created and is not written again.
+    let bytes = unsafe { &(&*std::ptr::addr_of!(restore::ARGS))[..len] };
+    postcard::from_bytes(bytes).unwrap_or_default()
+}
+
+fn restart() -> Option<Connection> {
+    let args = args();
+    let saved = SAVED.lock().ok().and_then(|g| g.clone());
+    let mut warnings = Vec::new();
+    if let Some((process, fds)) = &saved {
+        warnings.extend(fd::restore(fds, &args.temp_fds));
+        warnings.extend(state::fs::restore(&process.cwd, process.umask));
+        warnings.extend(state::limits::restore(&process.rlimits));
+        warnings.extend(state::signals::restore(&process.sigactions));
+    } else {
+        warnings.push("the image holds no saved process state".into());
+    }
+    for w in &warnings {
+        log::warn(w);
+    }
+    if let Ok(mut g) = SHARED.lock()
+        && let Some(s) = g.as_mut()
+    {
+        if !args.coord.is_empty() {
+            s.coord = args.coord.clone();
+        }
+        if let Some(d) = &args.ckpt_dir {
+            s.ckpt_dir = d.clone();
+        }
+    }
+    let s = checkpoint::shared();
+    let hello = checkpoint::restarted_hello(&s);
+    let (mut conn, _welcome) = match Connection::connect(&s.coord, Role::Process(hello)) {
+        Ok(c) => c,
+        Err(e) => {
+            log::warn(&format!(
+                "restarted without a coordinator ({e}); no more checkpoints"
+            ));
+            return None;
+        }
+    };
+    if let Err(e) = conn.relocate_fd(fd::AGENT_FD_BASE) {
+        log::debug(&format!("keeping the coordinator socket low: {e}"));
+    }
+    checkpoint::send_settings(&mut conn);
+    let _ = conn.send(&ToCoord::Barrier {
+        generation: s.generation,
+        name: barrier::RESTORED.into(),
+    });
+    loop {
+        match conn.recv() {
+            Ok(FromCoord::Release { name, .. }) if name == barrier::RESTORED => return Some(conn),
+            Ok(_) => {}
+            Err(e) => {
+                log::warn(&format!(
+                    "coordinator lost during restart ({e}); continuing without it"
+                ));
+                return None;
+            }
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! libc functions wrapped so that a checkpoint stays invisible.
+//!
+//! The checkpoint signal interrupts blocking calls. `SA_RESTART` makes the
+//! kernel restart most of them, but sleeps and waits with a timeout return
+//! `EINTR` whenever a handler ran (and a restarted process resumes right
+//! after such a return). These wrappers retry when the interruption was a
+//! checkpoint (the checkpoint epoch changed during the call), with the
+//! remaining time where the call reports it. A real signal still returns
+//! `EINTR` to the program.
+
+use std::ffi::{c_int, c_uint, c_void};
+use std::sync::atomic::{AtomicUsize, Ordering::*};
+
+use crate::threads::suspend::EPOCH;
+
+fn epoch() -> u64 {
+    EPOCH.load(Acquire)
+}
+
+fn errno() -> c_int {
+    // SAFETY: reads this thread's errno.
+    unsafe { *libc::__errno_location() }
+}
+
+/// Resolves the next definition of `name` (glibc's), once.
+macro_rules! real {
+    ($name:literal, $ty:ty) => {{
+        static PTR: AtomicUsize = AtomicUsize::new(0);
+        let mut p = PTR.load(Relaxed);
+        if p == 0 {
+            // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name.
+            p = unsafe { libc::dlsym(libc::RTLD_NEXT, concat!($name, "\0").as_ptr().cast()) }
+                as usize;
+            PTR.store(p, Relaxed);
+        }
+        // SAFETY: `p` is glibc's definition of this very function, whose
+        // C signature is `$ty`.
+        unsafe { std::mem::transmute::<usize, $ty>(p) }
+    }};
+}
+
+type NanosleepFn = unsafe extern "C" fn(*const libc::timespec, *mut libc::timespec) -> c_int;
+type ClockNanosleepFn = unsafe extern "C" fn(
+    libc::clockid_t,
+    c_int,
+    *const libc::timespec,
+    *mut libc::timespec,
+) -> c_int;
+type PollFn = unsafe extern "C" fn(*mut libc::pollfd, libc::nfds_t, c_int) -> c_int;
+type PpollFn = unsafe extern "C" fn(
+    *mut libc::pollfd,
+    libc::nfds_t,
+    *const libc::timespec,
+    *const libc::sigset_t,
+) -> c_int;
+type SelectFn = unsafe extern "C" fn(
+    c_int,
+    *mut libc::fd_set,
+    *mut libc::fd_set,
+    *mut libc::fd_set,
+    *mut libc::timeval,
+) -> c_int;
+type EpollWaitFn = unsafe extern "C" fn(c_int, *mut libc::epoll_event, c_int, c_int) -> c_int;
+type EpollPwaitFn = unsafe extern "C" fn(
+    c_int,
+    *mut libc::epoll_event,
+    c_int,
+    c_int,
+    *const libc::sigset_t,
+) -> c_int;
+type PauseFn = unsafe extern "C" fn() -> c_int;
+type SigsuspendFn = unsafe extern "C" fn(*const libc::sigset_t) -> c_int;
+
+/// # Safety
+/// Same contract as libc's `nanosleep`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nanosleep(req: *const libc::timespec, rem: *mut libc::timespec) -> c_int {
+    let f = real!("nanosleep", NanosleepFn);
+    let mut left = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    let mut cur = req;
+    loop {
+        let before = epoch();
+        // SAFETY: forwarded arguments; `left` outlives the call.
+        let r = unsafe { f(cur, &mut left) };
+        if r == -1 && errno() == libc::EINTR && epoch() != before {
+            cur = &left;
+            continue;
+        }
+        if r == -1 && !rem.is_null() {
+            // SAFETY: caller-provided out pointer.
+            unsafe { *rem = left };
+        }
+        return r;
+    }
+}
+
+/// # Safety
+/// Same contract as libc's `clock_nanosleep`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn clock_nanosleep(
+    clock: libc::clockid_t,
+    flags: c_int,
+    req: *const libc::timespec,
+    rem: *mut libc::timespec,
+) -> c_int {
+    let f = real!("clock_nanosleep", ClockNanosleepFn);
+    let mut left = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    let mut cur = req;
+    loop {
+        let before = epoch();
+        // SAFETY: forwarded arguments.
+        let r = unsafe { f(clock, flags, cur, &mut left) };
+        if r == libc::EINTR && epoch() != before {
+            if flags & libc::TIMER_ABSTIME == 0 {
+                cur = &left;
+            }
+            continue;
+        }
+        if r == libc::EINTR && !rem.is_null() {
+            // SAFETY: caller-provided out pointer.
+            unsafe { *rem = left };
+        }
+        return r;
+    }
+}
+
+/// glibc's `sleep` calls its internal nanosleep, which we cannot see, so it
+/// is reimplemented on top of the wrapper above.
+///
+/// # Safety
+/// Always safe; `unsafe` only for the C ABI.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sleep(secs: c_uint) -> c_uint {
+    let req = libc::timespec {
+        tv_sec: secs as libc::time_t,
+        tv_nsec: 0,
+    };
+    let mut rem = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid pointers to locals.
+    if unsafe { nanosleep(&req, &mut rem) } == 0 {
+        0
+    } else {
+        (rem.tv_sec + i64::from(rem.tv_nsec > 0)) as c_uint
+    }
+}
+
+/// # Safety
+/// Always safe; `unsafe` only for the C ABI.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn usleep(usec: libc::useconds_t) -> c_int {
+    let req = libc::timespec {
+        tv_sec: (usec / 1_000_000) as libc::time_t,
+        tv_nsec: (usec % 1_000_000) as i64 * 1000,
+    };
+    // SAFETY: valid pointer to a local; rem may be null.
+    unsafe { nanosleep(&req, std::ptr::null_mut()) }
+}
+
+macro_rules! retry_on_checkpoint {
+    ($call:expr) => {{
+        loop {
+            let before = epoch();
+            let r = $call;
+            if r == -1 && errno() == libc::EINTR && epoch() != before {
+                continue;
+            }
+            break r;
+        }
+    }};
+}
+
+/// # Safety
+/// Same contract as libc's `poll`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn poll(fds: *mut libc::pollfd, n: libc::nfds_t, timeout: c_int) -> c_int {
+    let f = real!("poll", PollFn);
+    // SAFETY: forwarded arguments.
+    retry_on_checkpoint!(unsafe { f(fds, n, timeout) })
+}
+
+/// # Safety
+/// Same contract as libc's `ppoll`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ppoll(
+    fds: *mut libc::pollfd,
+    n: libc::nfds_t,
+    ts: *const libc::timespec,
+    mask: *const libc::sigset_t,
+) -> c_int {
+    let f = real!("ppoll", PpollFn);
+    // SAFETY: forwarded arguments.
+    retry_on_checkpoint!(unsafe { f(fds, n, ts, mask) })
+}
+
+/// # Safety
+/// Same contract as libc's `select` (Linux updates the timeout in place,
+/// so a retry waits only for what is left).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn select(
+    n: c_int,
+    r: *mut libc::fd_set,
+    w: *mut libc::fd_set,
+    e: *mut libc::fd_set,
+    t: *mut libc::timeval,
+) -> c_int {
+    let f = real!("select", SelectFn);
+    // SAFETY: forwarded arguments.
+    retry_on_checkpoint!(unsafe { f(n, r, w, e, t) })
+}
+
+/// # Safety
+/// Same contract as libc's `epoll_wait`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn epoll_wait(
+    ep: c_int,
+    ev: *mut libc::epoll_event,
+    max: c_int,
+    timeout: c_int,
+) -> c_int {
+    let f = real!("epoll_wait", EpollWaitFn);
+    // SAFETY: forwarded arguments.
+    retry_on_checkpoint!(unsafe { f(ep, ev, max, timeout) })
+}
+
+/// # Safety
+/// Same contract as libc's `epoll_pwait`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn epoll_pwait(
+    ep: c_int,
+    ev: *mut libc::epoll_event,
+    max: c_int,
+    timeout: c_int,
+    mask: *const libc::sigset_t,
+) -> c_int {
+    let f = real!("epoll_pwait", EpollPwaitFn);
+    // SAFETY: forwarded arguments.
+    retry_on_checkpoint!(unsafe { f(ep, ev, max, timeout, mask) })
+}
+
+/// # Safety
+/// Same contract as libc's `pause`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pause() -> c_int {
+    let f = real!("pause", PauseFn);
+    // SAFETY: no arguments.
+    retry_on_checkpoint!(unsafe { f() })
+}
+
+/// # Safety
+/// Same contract as libc's `sigsuspend`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sigsuspend(mask: *const libc::sigset_t) -> c_int {
+    let f = real!("sigsuspend", SigsuspendFn);
+    // SAFETY: forwarded argument.
+    retry_on_checkpoint!(unsafe { f(mask) })
+}
+
+#[allow(dead_code)]
+fn _assert_ptr_size(_: *mut c_void) {}

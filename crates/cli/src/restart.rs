@@ -1,0 +1,360 @@
+//! `hiber restart`: bring a computation back from its images.
+//!
+//! Every image is opened and verified completely (header, footer, tables,
+//! every chunk checksum, vDSO compatibility) before any process is created,
+//! so a bad image is refused with a clear message and nothing else happens.
+//! Each image then becomes a restore plan (`hiber_sys::plan`) in a memfd,
+//! and a child execs `hiber-restore` on it. Raw page-aligned chunks are
+//! mapped straight from the image file; compressed chunks are first
+//! unpacked in parallel into a memfd and read from there.
+
+use std::fs::File;
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, bail};
+use hiber_image::format::{AreaKind, area_flags};
+use hiber_image::{Image, ProcessMeta};
+use hiber_protocol::client::Connection;
+use hiber_protocol::handoff::RestartArgs as AgentArgs;
+use hiber_protocol::{FromCoord, Role, ToCoord};
+use hiber_sys::plan::*;
+
+use crate::{CoordArg, control, coord_addr, paths};
+
+/// Below this, a run is read rather than mapped (a mapping per tiny run
+/// would cost more than the copy, and VMAs are a limited resource).
+const MAP_MIN: u64 = 64 << 10;
+
+#[derive(clap::Args, Debug)]
+pub struct RestartArgs {
+    #[command(flatten)]
+    pub coord: CoordArg,
+    /// Directory for the next checkpoints [default: where each process wrote before]
+    #[arg(long, value_name = "DIR")]
+    pub ckpt_dir: Option<PathBuf>,
+    /// Image files (`ckpt_*.hiber`)
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<PathBuf>,
+}
+
+struct Prepared {
+    image: Image,
+    process: ProcessMeta,
+    /// Memfd with unpacked chunks (compressed images) and each chunk's offset.
+    unpacked: Option<(File, Vec<u64>)>,
+}
+
+pub fn run(args: RestartArgs) -> anyhow::Result<ExitCode> {
+    let restorer = paths::restorer()?;
+    let own_vdso = own_vdso();
+    let mut prepared = Vec::new();
+    for path in &args.images {
+        let image = Image::open(path)?;
+        image.verify_data()?;
+        let process = image.process()?;
+        check_vdso(&image, &own_vdso)?;
+        prepared.push(Prepared {
+            image,
+            process,
+            unpacked: None,
+        });
+    }
+    let first = &prepared[0].image;
+    let computation = first.identity().computation;
+    let generation = first.identity().generation;
+    for p in &prepared {
+        let id = p.image.identity();
+        if id.computation != computation || id.generation != generation {
+            bail!(
+                "images {} and {} come from different checkpoints (computation {:x} gen {} vs {:x} gen {})",
+                args.images[0].display(),
+                p.image.path().display(),
+                computation,
+                generation,
+                id.computation,
+                id.generation
+            );
+        }
+    }
+    for p in &mut prepared {
+        if p.image.is_compressed() {
+            let fd = memfd("hiber-unpacked")?;
+            let offsets = p.image.unpack_chunks_parallel(&fd)?;
+            p.unpacked = Some((fd, offsets));
+        }
+    }
+
+    let addr = coord_addr::resolve(&args.coord);
+    let default_dir = match args.images[0].parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let dir = std::path::absolute(args.ckpt_dir.clone().unwrap_or(default_dir))?;
+    control::ensure_coordinator(&addr, &dir)?;
+    {
+        let (mut c, _) = Connection::connect(&addr, Role::Control)?;
+        let reply = c.request(&ToCoord::RestartBegin {
+            computation,
+            generation,
+            processes: prepared.len() as u32,
+            ckpt_dir: dir.display().to_string(),
+        })?;
+        match reply {
+            FromCoord::Ok => {}
+            FromCoord::Error(e) => bail!("coordinator at {addr} refused the restart: {e}"),
+            other => bail!("unexpected coordinator reply {other:?}"),
+        }
+    }
+
+    let mut children = Vec::new();
+    for p in &prepared {
+        let image_fd = p.image.file().as_raw_fd();
+        let mut temp = vec![image_fd];
+        if let Some((f, _)) = &p.unpacked {
+            temp.push(f.as_raw_fd());
+        }
+        let rargs = AgentArgs {
+            coord: addr.clone(),
+            ckpt_dir: args.ckpt_dir.as_ref().map(|d| dir_string(d)),
+            image: p.image.path().display().to_string(),
+            temp_fds: Vec::new(),
+        };
+        let plan_fd = memfd("hiber-plan")?;
+        temp.push(plan_fd.as_raw_fd());
+        let rargs = AgentArgs {
+            temp_fds: temp.clone(),
+            ..rargs
+        };
+        let plan = build_plan(p, &rargs)?;
+        std::io::Write::write_all(&mut &plan_fd, &plan).context("writing the restore plan")?;
+        let mut cmd = Command::new(&restorer);
+        cmd.arg(plan_fd.as_raw_fd().to_string());
+        let keep = temp.clone();
+        // SAFETY: the closure only calls fcntl (async-signal-safe) between
+        // fork and exec, to let the restorer inherit its descriptors.
+        unsafe {
+            cmd.pre_exec(move || {
+                for &fd in &keep {
+                    clear_cloexec(fd)?;
+                }
+                Ok(())
+            });
+        }
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot run {}", restorer.display()))?;
+        children.push(child);
+    }
+    drop(prepared);
+    let mut root_status = None;
+    for (i, mut c) in children.into_iter().enumerate() {
+        let st = c.wait().context("waiting for a restarted process")?;
+        if i == 0 {
+            root_status = Some(st);
+        }
+    }
+    let st = root_status.context("no process was restarted")?;
+    Ok(match (st.code(), st.signal()) {
+        (Some(c), _) => ExitCode::from(c as u8),
+        (None, Some(sig)) => ExitCode::from(128u8.wrapping_add(sig as u8)),
+        _ => ExitCode::FAILURE,
+    })
+}
+
+fn dir_string(d: &std::path::Path) -> String {
+    std::path::absolute(d)
+        .unwrap_or_else(|_| d.to_path_buf())
+        .display()
+        .to_string()
+}
+
+fn memfd(name: &str) -> anyhow::Result<File> {
+    let c = std::ffi::CString::new(name)?;
+    // SAFETY: NUL-terminated name; returns a new descriptor or -1.
+    let fd = unsafe { libc::memfd_create(c.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).context("memfd_create");
+    }
+    // SAFETY: `fd` is a fresh descriptor we own.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+fn clear_cloexec(fd: RawFd) -> std::io::Result<()> {
+    // SAFETY: fcntl on a descriptor number; no memory involved.
+    let r = unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// (vdso_len, vvar_len, vvar_vclock_len, vdso_crc) of this process's kernel.
+fn own_vdso() -> (u64, u64, u64, u32) {
+    let mut v = (0, 0, 0, 0);
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    for line in maps.lines() {
+        let Some((range, _)) = line.split_once(' ') else {
+            continue;
+        };
+        let Some((s, e)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(s), Ok(e)) = (u64::from_str_radix(s, 16), u64::from_str_radix(e, 16)) else {
+            continue;
+        };
+        if line.ends_with("[vdso]") {
+            v.0 = e - s;
+            // SAFETY: the vDSO is mapped readable for the life of the process.
+            let bytes = unsafe { std::slice::from_raw_parts(s as *const u8, (e - s) as usize) };
+            v.3 = crc32c::crc32c(bytes);
+        } else if line.ends_with("[vvar]") {
+            v.1 = e - s;
+        } else if line.ends_with("[vvar_vclock]") {
+            v.2 = e - s;
+        }
+    }
+    v
+}
+
+fn check_vdso(image: &Image, own: &(u64, u64, u64, u32)) -> anyhow::Result<()> {
+    let id = &image.identity().vdso;
+    if (id.vdso_len, id.vvar_len, id.vvar_vclock_len, id.vdso_crc) != *own {
+        bail!(
+            "image {}: it was taken under kernel {} whose vDSO differs from this kernel's ({}); \
+             restart it on a host running the same kernel",
+            image.path().display(),
+            image.identity().kernel_release,
+            std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap_or_default()
+                .trim()
+        );
+    }
+    Ok(())
+}
+
+fn build_plan(p: &Prepared, args: &AgentArgs) -> anyhow::Result<Vec<u8>> {
+    let image = &p.image;
+    let image_fd = image.file().as_raw_fd();
+    let mut hdr = PlanHeader {
+        magic: PLAN_MAGIC,
+        ..Default::default()
+    };
+    let mut areas = Vec::new();
+    let mut sources = Vec::new();
+    let mut nspecial = 0;
+    let chunk_index = |c: &hiber_image::ChunkRecord| -> usize {
+        // Chunks of an area are a contiguous slice of the chunk table.
+        (c as *const _ as usize - image.chunks().as_ptr() as usize)
+            / std::mem::size_of::<hiber_image::ChunkRecord>()
+    };
+    for a in image.areas() {
+        let kind = AreaKind::from_u32(a.kind);
+        let special = match kind {
+            Some(AreaKind::Vdso) => SPECIAL_VDSO,
+            Some(AreaKind::Vvar) => SPECIAL_VVAR,
+            Some(AreaKind::VvarVclock) => SPECIAL_VVAR_VCLOCK,
+            Some(AreaKind::Vsyscall) => continue,
+            _ => SPECIAL_NONE,
+        };
+        if special != SPECIAL_NONE {
+            if nspecial == hdr.specials.len() {
+                bail!("image {}: too many vDSO areas", image.path().display());
+            }
+            hdr.specials[nspecial] = Special {
+                addr: a.start,
+                len: a.end - a.start,
+                kind: special,
+                _pad: 0,
+            };
+            nspecial += 1;
+            continue;
+        }
+        let first = sources.len() as u32;
+        for c in image.chunks_of(a) {
+            let (fd, offset, mappable) = match &p.unpacked {
+                Some((f, offs)) => (f.as_raw_fd(), offs[chunk_index(c)], false),
+                None => (
+                    image_fd,
+                    c.file_offset,
+                    image.is_page_aligned() && c.file_offset % 4096 == 0,
+                ),
+            };
+            let how = if mappable && c.len >= MAP_MIN {
+                SOURCE_MAP
+            } else {
+                SOURCE_READ
+            };
+            sources.push(PlanSource {
+                addr: c.addr,
+                len: c.len,
+                offset,
+                fd,
+                how,
+            });
+        }
+        let mut flags = 0;
+        if a.flags & area_flags::SPARSE != 0 {
+            flags |= AREA_NORESERVE;
+        }
+        areas.push(PlanArea {
+            start: a.start,
+            len: a.end - a.start,
+            prot: a.prot,
+            flags,
+            first_source: first,
+            n_sources: sources.len() as u32 - first,
+        });
+    }
+    let m = &p.process.mm;
+    hdr.mm = hiber_sys::PrctlMmMap {
+        start_code: m.start_code,
+        end_code: m.end_code,
+        start_data: m.start_data,
+        end_data: m.end_data,
+        start_brk: m.start_brk,
+        brk: m.brk,
+        start_stack: m.start_stack,
+        arg_start: m.arg_start,
+        arg_end: m.arg_end,
+        env_start: m.env_start,
+        env_end: m.env_end,
+        auxv: 0,
+        auxv_size: 0,
+        exe_fd: u32::MAX,
+    };
+    hdr.entry = p.process.restart_entry;
+    if hdr.entry == 0 {
+        bail!(
+            "image {}: no restart entry recorded",
+            image.path().display()
+        );
+    }
+    let args_bytes = postcard::to_allocvec(args).context("encoding restart arguments")?;
+    let hsize = std::mem::size_of::<PlanHeader>() as u64;
+    hdr.n_areas = areas.len() as u32;
+    hdr.n_sources = sources.len() as u32;
+    hdr.areas_off = hsize.next_multiple_of(8);
+    hdr.sources_off = (hdr.areas_off + (areas.len() * std::mem::size_of::<PlanArea>()) as u64)
+        .next_multiple_of(8);
+    hdr.args_off = (hdr.sources_off + (sources.len() * std::mem::size_of::<PlanSource>()) as u64)
+        .next_multiple_of(8);
+    hdr.args_len = args_bytes.len() as u64;
+    hdr.total_len = hdr.args_off + hdr.args_len;
+    let mut out = Vec::with_capacity(hdr.total_len as usize);
+    out.extend_from_slice(as_bytes(&hdr));
+    out.resize(hdr.areas_off as usize, 0);
+    for a in &areas {
+        out.extend_from_slice(as_bytes(a));
+    }
+    out.resize(hdr.sources_off as usize, 0);
+    for s in &sources {
+        out.extend_from_slice(as_bytes(s));
+    }
+    out.resize(hdr.args_off as usize, 0);
+    out.extend_from_slice(&args_bytes);
+    Ok(out)
+}

@@ -1,0 +1,554 @@
+//! Drives a real coordinator (on 127.0.0.1, port 0, in a thread) with fake
+//! processes and control clients built on `hiber_protocol::client`.
+#![allow(clippy::unwrap_used)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::Once;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use hiber_coordinator::{Config, Result};
+use hiber_protocol::client::{ClientError, Connection};
+use hiber_protocol::frame;
+use hiber_protocol::{
+    CheckpointOptions, CheckpointResult, FromCoord, Hello, HelloReply, ProcessHello, RestartedFrom,
+    Role, State, ToCoord, barrier,
+};
+
+const QUIET: Duration = Duration::from_millis(150);
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("hiber-coord-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn setup() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let cookie = temp_dir("cookie").join("cookie");
+        // SAFETY: runs once, before any test of this binary reads the
+        // environment (every test calls `setup` first and waits here).
+        unsafe { std::env::set_var("HIBER_COOKIE", &cookie) };
+    });
+}
+
+struct Coord {
+    addr: String,
+    thread: Option<JoinHandle<Result<()>>>,
+    dir: PathBuf,
+}
+
+impl Coord {
+    fn start(name: &str, exit_on_last: bool) -> Coord {
+        setup();
+        let dir = temp_dir(name);
+        let config = Config {
+            bind: "127.0.0.1".into(),
+            port: 0,
+            interval: 0,
+            exit_on_last,
+            ckpt_dir: dir.clone(),
+            hiber_exe: PathBuf::from("/usr/bin/hiber"),
+        };
+        let coord = hiber_coordinator::bind(config).unwrap();
+        let addr = coord.local_addr().to_string();
+        let thread = Some(std::thread::spawn(move || coord.run()));
+        Coord { addr, thread, dir }
+    }
+
+    fn control(&self) -> Connection {
+        Connection::connect(&self.addr, Role::Control).unwrap().0
+    }
+
+    fn process(&self, i: u32) -> Connection {
+        self.process_with(i, 100_000 + i, None)
+    }
+
+    fn process_with(&self, i: u32, real_pid: u32, restarted: Option<RestartedFrom>) -> Connection {
+        let hello = ProcessHello {
+            real_pid,
+            virtual_pid: 40_000 + i,
+            host: if i.is_multiple_of(2) {
+                "hosta"
+            } else {
+                "hostb"
+            }
+            .into(),
+            program: format!("fake{i}"),
+            restarted,
+        };
+        Connection::connect(&self.addr, Role::Process(hello))
+            .unwrap()
+            .0
+    }
+
+    /// Waits for the coordinator thread to end on its own.
+    fn join(mut self, within: Duration) {
+        let t = self.thread.take().unwrap();
+        let deadline = Instant::now() + within;
+        while !t.is_finished() {
+            assert!(Instant::now() < deadline, "coordinator did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        t.join().unwrap().unwrap();
+    }
+}
+
+impl Drop for Coord {
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            if let Ok((mut c, _)) = Connection::connect(&self.addr, Role::Control) {
+                let _ = c.request(&ToCoord::Quit);
+            }
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn options(dir: &str) -> CheckpointOptions {
+    CheckpointOptions {
+        dir: dir.into(),
+        compress: None,
+        sync: None,
+    }
+}
+
+fn expect_checkpoint(p: &mut Connection) -> u64 {
+    match p.recv().unwrap() {
+        FromCoord::Checkpoint { generation, .. } => generation,
+        other => panic!("expected Checkpoint, got {other:?}"),
+    }
+}
+
+fn expect_release(p: &mut Connection, gen_: u64, name: &str) {
+    assert_eq!(
+        p.recv().unwrap(),
+        FromCoord::Release {
+            generation: gen_,
+            name: name.into()
+        }
+    );
+}
+
+fn barrier(p: &mut Connection, generation: u64, name: &str) {
+    p.send(&ToCoord::Barrier {
+        generation,
+        name: name.into(),
+    })
+    .unwrap();
+}
+
+fn expect_result(c: &mut Connection) -> CheckpointResult {
+    match c.recv().unwrap() {
+        FromCoord::CheckpointResult(r) => r,
+        other => panic!("expected CheckpointResult, got {other:?}"),
+    }
+}
+
+fn status(c: &mut Connection) -> hiber_protocol::Status {
+    match c.request(&ToCoord::Status).unwrap() {
+        FromCoord::Status(s) => s,
+        other => panic!("expected Status, got {other:?}"),
+    }
+}
+
+/// Runs one complete checkpoint of `procs`, checking each barrier waits for all.
+fn full_round(ctl: &mut Connection, procs: &mut [Connection], dir: &str) -> CheckpointResult {
+    ctl.send(&ToCoord::Checkpoint(options(dir))).unwrap();
+    let generation = expect_checkpoint(&mut procs[0]);
+    for p in &mut procs[1..] {
+        assert_eq!(expect_checkpoint(p), generation);
+    }
+    for name in [barrier::SUSPENDED, barrier::WRITTEN] {
+        let (last, rest) = procs.split_last_mut().unwrap();
+        for p in rest.iter_mut() {
+            barrier(p, generation, name);
+        }
+        assert_eq!(
+            rest[0].recv_timeout(QUIET).unwrap(),
+            None,
+            "released {name} too early"
+        );
+        barrier(last, generation, name);
+        for p in procs.iter_mut() {
+            expect_release(p, generation, name);
+        }
+    }
+    for (i, p) in procs.iter_mut().enumerate().rev() {
+        let image = format!("{dir}/ckpt_fake{i}_{i}.hiber");
+        p.send(&ToCoord::CheckpointDone {
+            generation,
+            image,
+            bytes: 4096,
+        })
+        .unwrap();
+    }
+    expect_result(ctl)
+}
+
+#[test]
+fn full_checkpoint_round_with_three_processes() {
+    let coord = Coord::start("full", false);
+    let dir = coord.dir.to_string_lossy().into_owned();
+    let mut procs: Vec<Connection> = (0..3).map(|i| coord.process(i)).collect();
+    let mut ctl = coord.control();
+
+    let r = full_round(&mut ctl, &mut procs, &dir);
+    assert_eq!(r.generation, 1);
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    let images: Vec<String> = (0..3)
+        .map(|i| format!("{dir}/ckpt_fake{i}_{i}.hiber"))
+        .collect();
+    assert_eq!(r.images, images);
+    let script = PathBuf::from(r.restart_script.unwrap());
+    assert_eq!(script, coord.dir.join("hiber_restart_script.sh"));
+    assert_eq!(
+        std::fs::metadata(&script).unwrap().permissions().mode() & 0o777,
+        0o755
+    );
+    let text = std::fs::read_to_string(&script).unwrap();
+    assert!(text.contains("# host hosta: 2 process(es)"), "{text}");
+    assert!(text.contains("# host hostb: 1 process(es)"), "{text}");
+    assert!(text.contains("'/usr/bin/hiber' restart"), "{text}");
+    assert_eq!(status(&mut ctl).generation, 1);
+
+    let r = full_round(&mut ctl, &mut procs, &dir);
+    assert_eq!((r.generation, r.errors.len()), (2, 0));
+}
+
+#[test]
+fn process_dying_after_suspended_aborts_the_others() {
+    let coord = Coord::start("die", false);
+    let mut procs: Vec<Connection> = (0..3).map(|i| coord.process(i)).collect();
+    let mut ctl = coord.control();
+    ctl.send(&ToCoord::Checkpoint(options(""))).unwrap();
+    for p in &mut procs {
+        assert_eq!(expect_checkpoint(p), 1);
+        barrier(p, 1, barrier::SUSPENDED);
+    }
+    for p in &mut procs {
+        expect_release(p, 1, barrier::SUSPENDED);
+    }
+    barrier(&mut procs[0], 1, barrier::WRITTEN);
+    drop(procs.remove(1)); // fake1 dies
+    for p in &mut procs {
+        match p.recv().unwrap() {
+            FromCoord::Abort {
+                generation: 1,
+                reason,
+            } => assert!(reason.contains("fake1[100001]")),
+            other => panic!("expected Abort, got {other:?}"),
+        }
+    }
+    let r = expect_result(&mut ctl);
+    assert_eq!(r.errors, vec!["fake1[100001]: connection lost".to_string()]);
+    assert!(r.restart_script.is_none());
+    let s = status(&mut ctl);
+    assert_eq!((s.generation, s.processes, s.state), (0, 2, State::Running));
+
+    // A process reporting failure: generation 1 again, the failure is named.
+    ctl.send(&ToCoord::Checkpoint(options(""))).unwrap();
+    for p in &mut procs {
+        assert_eq!(expect_checkpoint(p), 1);
+    }
+    let error = "cannot write image: No space left on device".to_string();
+    procs[1]
+        .send(&ToCoord::CheckpointFailed {
+            generation: 1,
+            error: error.clone(),
+        })
+        .unwrap();
+    assert!(matches!(
+        procs[0].recv().unwrap(),
+        FromCoord::Abort { generation: 1, .. }
+    ));
+    assert_eq!(
+        procs[1].recv_timeout(QUIET).unwrap(),
+        None,
+        "the failed process is not aborted"
+    );
+    assert_eq!(
+        expect_result(&mut ctl).errors,
+        vec![format!("fake2[100002]: {error}")]
+    );
+}
+
+#[test]
+fn concurrent_or_empty_checkpoint_refused() {
+    let coord = Coord::start("concurrent", false);
+    let mut ctl = coord.control();
+    let reply = ctl.request(&ToCoord::Checkpoint(options(""))).unwrap();
+    assert_eq!(reply, FromCoord::Error("no processes to checkpoint".into()));
+
+    let mut p = coord.process(0);
+    ctl.send(&ToCoord::Checkpoint(options(""))).unwrap();
+    assert_eq!(expect_checkpoint(&mut p), 1);
+    let mut other = coord.control();
+    assert_eq!(status(&mut other).state, State::Checkpointing);
+    let reply = other.request(&ToCoord::Checkpoint(options(""))).unwrap();
+    let msg = "a checkpoint is already in progress (generation 1)";
+    assert_eq!(reply, FromCoord::Error(msg.into()));
+}
+
+#[test]
+fn bad_cookie_and_other_version_refused() {
+    let coord = Coord::start("auth", false);
+    match Connection::connect_with_cookie(&coord.addr, Role::Control, &[0u8; 32]) {
+        Err(ClientError::Refused { reason, .. }) => assert_eq!(reason, "bad cookie"),
+        other => panic!("expected refusal, got {other:?}"),
+    }
+    let mut raw = std::net::TcpStream::connect(&coord.addr).unwrap();
+    let hello = Hello {
+        version: 99,
+        cookie: [0; 32],
+        role: Role::Control,
+    };
+    frame::write_msg(&mut raw, &hello).unwrap();
+    match frame::read_msg::<_, HelloReply>(&mut raw).unwrap() {
+        HelloReply::Refused(reason) => {
+            assert!(
+                reason.contains("version 99") && reason.contains("version 1"),
+                "{reason}"
+            )
+        }
+        other => panic!("expected refusal, got {other:?}"),
+    }
+    // The coordinator is still serving.
+    assert_eq!(status(&mut coord.control()).processes, 0);
+}
+
+#[test]
+fn status_and_list() {
+    let coord = Coord::start("status", false);
+    let _p0 = coord.process(0);
+    let _p1 = coord.process(1);
+    let mut ctl = coord.control();
+    let s = status(&mut ctl);
+    assert_eq!(s.coordinator, coord.addr);
+    assert_eq!(
+        (s.processes, s.state, s.generation, s.interval),
+        (2, State::Running, 0, 0)
+    );
+    assert_eq!(
+        ctl.request(&ToCoord::SetInterval { seconds: 600 }).unwrap(),
+        FromCoord::Ok
+    );
+    assert_eq!(status(&mut ctl).interval, 600);
+
+    let FromCoord::List(list) = ctl.request(&ToCoord::List).unwrap() else {
+        panic!("not a list")
+    };
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0].process_id, 1);
+    assert_eq!((list[0].virtual_pid, list[0].real_pid), (40_000, 100_000));
+    assert_eq!(
+        (list[0].host.as_str(), list[0].program.as_str()),
+        ("hosta", "fake0")
+    );
+    assert_eq!((list[1].process_id, list[1].state.as_str()), (2, "running"));
+}
+
+#[test]
+fn key_value_get_waits_for_put() {
+    let coord = Coord::start("kv", false);
+    let mut a = coord.process(0);
+    let mut b = coord.process(1);
+    a.send(&ToCoord::KvGet { key: "port".into() }).unwrap();
+    assert_eq!(a.recv_timeout(QUIET).unwrap(), None);
+    b.send(&ToCoord::KvPut {
+        key: "port".into(),
+        value: vec![1, 2],
+    })
+    .unwrap();
+    let value = FromCoord::KvValue {
+        key: "port".into(),
+        value: vec![1, 2],
+    };
+    assert_eq!(a.recv().unwrap(), value);
+    assert_eq!(
+        b.request(&ToCoord::KvGet { key: "port".into() }).unwrap(),
+        value
+    );
+}
+
+#[test]
+fn restart_barrier_waits_for_every_process() {
+    let coord = Coord::start("restart", false);
+    let mut ctl = coord.control();
+    let computation = 0x1234_5678_9abc_def0;
+    let begin = ToCoord::RestartBegin {
+        computation,
+        generation: 5,
+        processes: 2,
+        ckpt_dir: String::new(),
+    };
+    assert_eq!(ctl.request(&begin).unwrap(), FromCoord::Ok);
+    assert_eq!(status(&mut ctl).state, State::Restarting);
+
+    let from = |process_id| {
+        Some(RestartedFrom {
+            computation,
+            generation: 5,
+            process_id,
+        })
+    };
+    let hello = |i: u32, id| ProcessHello {
+        real_pid: 200_000 + i,
+        virtual_pid: 40_000 + i,
+        host: "hosta".into(),
+        program: format!("fake{i}"),
+        restarted: from(id),
+    };
+    let (mut a, wa) = Connection::connect(&coord.addr, Role::Process(hello(0, 7))).unwrap();
+    assert_eq!(
+        (wa.process_id, wa.computation, wa.generation),
+        (7, computation, 5)
+    );
+    // The same process id twice is refused.
+    let dup = Connection::connect(&coord.addr, Role::Process(hello(2, 7)));
+    assert!(matches!(dup, Err(ClientError::Refused { .. })), "{dup:?}");
+    let mut b = coord.process_with(1, 200_001, from(9));
+    barrier(&mut a, 5, barrier::RESTORED);
+    assert_eq!(a.recv_timeout(QUIET).unwrap(), None);
+    barrier(&mut b, 5, barrier::RESTORED);
+    expect_release(&mut a, 5, barrier::RESTORED);
+    expect_release(&mut b, 5, barrier::RESTORED);
+
+    let s = status(&mut ctl);
+    assert_eq!(
+        (s.state, s.computation, s.generation),
+        (State::Running, computation, 5)
+    );
+    // New processes get ids above the restored ones; the next checkpoint is generation 6.
+    let mut c = coord.process(3);
+    ctl.send(&ToCoord::Checkpoint(options(""))).unwrap();
+    assert_eq!(expect_checkpoint(&mut c), 6);
+    let FromCoord::List(list) = coord.control().request(&ToCoord::List).unwrap() else {
+        panic!("not a list")
+    };
+    let ids: Vec<u64> = list.iter().map(|e| e.process_id).collect();
+    assert_eq!(ids, vec![7, 9, 10]);
+}
+
+#[test]
+fn exit_on_last_and_kill() {
+    let coord = Coord::start("last", true);
+    let mut child = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let _victim = coord.process_with(0, child.id(), None);
+    let _other = coord.process(1);
+    let mut ctl = coord.control();
+    assert_eq!(ctl.request(&ToCoord::Kill).unwrap(), FromCoord::Ok);
+    let status = child.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc_sigkill())
+    );
+    // Every process is gone: the coordinator exits after its grace period.
+    coord.join(Duration::from_secs(5));
+}
+
+fn libc_sigkill() -> i32 {
+    9
+}
+
+#[test]
+fn quit_stops_the_coordinator() {
+    let coord = Coord::start("quit", false);
+    let _p = coord.process(0);
+    assert_eq!(
+        coord.control().request(&ToCoord::Quit).unwrap(),
+        FromCoord::Ok
+    );
+    coord.join(Duration::from_secs(5));
+}
+
+#[test]
+fn exiting_process_is_left_out_and_restart_death_aborts() {
+    let coord = Coord::start("exiting", false);
+    let dir = coord.dir.to_string_lossy().into_owned();
+    let mut procs: Vec<Connection> = (0..2).map(|i| coord.process(i)).collect();
+    let mut leaving = coord.process(2);
+    let mut ctl = coord.control();
+    ctl.send(&ToCoord::Checkpoint(options(&dir))).unwrap();
+    assert_eq!(expect_checkpoint(&mut leaving), 1);
+    leaving.send(&ToCoord::Exiting { status: 0 }).unwrap();
+    drop(leaving);
+    for p in &mut procs {
+        assert_eq!(expect_checkpoint(p), 1);
+        barrier(p, 1, barrier::SUSPENDED);
+    }
+    for p in &mut procs {
+        expect_release(p, 1, barrier::SUSPENDED);
+        barrier(p, 1, barrier::WRITTEN);
+    }
+    for (i, p) in procs.iter_mut().enumerate() {
+        expect_release(p, 1, barrier::WRITTEN);
+        let image = format!("{dir}/ckpt_{i}.hiber");
+        p.send(&ToCoord::CheckpointDone {
+            generation: 1,
+            image,
+            bytes: 1,
+        })
+        .unwrap();
+    }
+    let r = expect_result(&mut ctl);
+    assert_eq!((r.images.len(), r.errors.len()), (2, 0));
+
+    // A restart whose second process dies before the barrier: the first is aborted.
+    drop(procs);
+    let computation = status(&mut ctl).computation;
+    let begin = ToCoord::RestartBegin {
+        computation,
+        generation: 1,
+        processes: 2,
+        ckpt_dir: dir,
+    };
+    assert_eq!(ctl.request(&begin).unwrap(), FromCoord::Ok);
+    let from = |process_id| {
+        Some(RestartedFrom {
+            computation,
+            generation: 1,
+            process_id,
+        })
+    };
+    let mut a = coord.process_with(0, 300_000, from(1));
+    let b = coord.process_with(1, 300_001, from(2));
+    barrier(&mut a, 1, barrier::RESTORED);
+    drop(b);
+    match a.recv().unwrap() {
+        FromCoord::Abort {
+            generation: 1,
+            reason,
+        } => {
+            assert_eq!(reason, "fake1[300001] connection lost during the restart")
+        }
+        other => panic!("expected Abort, got {other:?}"),
+    }
+}
+
+/// Many processes through one round (`HIBER_TEST_PROCS` overrides the count).
+#[test]
+fn many_processes_one_round() {
+    let n: u32 = std::env::var("HIBER_TEST_PROCS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let coord = Coord::start("many", false);
+    let dir = coord.dir.to_string_lossy().into_owned();
+    let mut procs: Vec<Connection> = (0..n).map(|i| coord.process(i)).collect();
+    let mut ctl = coord.control();
+    let started = Instant::now();
+    let r = full_round(&mut ctl, &mut procs, &dir);
+    assert_eq!((r.images.len(), r.errors.len()), (n as usize, 0));
+    eprintln!(
+        "{n} processes: one checkpoint round in {:?}",
+        started.elapsed()
+    );
+}

@@ -1,0 +1,179 @@
+//! Variable-length metadata sections, encoded with postcard.
+//!
+//! These records hold strings and lists whose sizes vary per process, so
+//! they are serde types rather than fixed records. postcard is compact and
+//! schema-less: adding a field changes the encoding, so any change here
+//! must come with a new section kind or a new format version (readers skip
+//! unknown section kinds, which is how old readers survive new metadata).
+
+use std::string::String;
+use std::vec::Vec;
+
+use serde::{Deserialize, Serialize};
+
+/// One resource limit (`getrlimit`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rlimit {
+    /// `RLIMIT_*` number.
+    pub resource: u32,
+    pub cur: u64,
+    pub max: u64,
+}
+
+/// The fields of `prctl(PR_SET_MM_MAP)` that a restart re-applies, so that
+/// `/proc/self/stat`, `brk` and `/proc/self/cmdline` look as before.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MmLayout {
+    pub start_code: u64,
+    pub end_code: u64,
+    pub start_data: u64,
+    pub end_data: u64,
+    pub start_brk: u64,
+    pub brk: u64,
+    pub start_stack: u64,
+    pub arg_start: u64,
+    pub arg_end: u64,
+    pub env_start: u64,
+    pub env_end: u64,
+}
+
+/// One signal disposition, in the kernel's `struct sigaction` terms (not
+/// glibc's), because the restorer re-installs it with raw `rt_sigaction`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SigAction {
+    pub signo: u32,
+    /// Handler address, or `SIG_DFL` (0) / `SIG_IGN` (1).
+    pub handler: u64,
+    /// `SA_*` flags.
+    pub flags: u64,
+    /// `sa_restorer` (glibc's `__restore_rt`).
+    pub restorer: u64,
+    /// Blocked-signal mask while the handler runs (64 signals).
+    pub mask: u64,
+}
+
+/// Process-wide state that memory doesn't hold (PROCESS section).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessMeta {
+    pub program: String,
+    pub argv: Vec<String>,
+    /// `/proc/self/exe` target.
+    pub exe: String,
+    pub cwd: String,
+    pub umask: u32,
+    pub rlimits: Vec<Rlimit>,
+    pub mm: MmLayout,
+    pub sigactions: Vec<SigAction>,
+    /// Process-directed pending signals.
+    pub pending_signals: u64,
+    /// Address of the agent's restart entry in the restored memory.
+    pub restart_entry: u64,
+    pub agent_version: String,
+}
+
+/// Per-thread state the thread itself recorded in its checkpoint handler
+/// (one element of the THREADS section).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadMeta {
+    /// Virtual tid.
+    pub tid: u32,
+    pub is_main: bool,
+    /// hiber's own checkpoint thread.
+    pub is_agent: bool,
+    /// `/proc/self/task/N/comm`.
+    pub name: String,
+    pub fs_base: u64,
+    /// `set_tid_address` target (`PR_GET_TID_ADDRESS`).
+    pub tid_address: u64,
+    pub robust_list: u64,
+    pub robust_len: u64,
+    /// rseq area registered by glibc ≥ 2.35 (0 if none).
+    pub rseq_addr: u64,
+    pub rseq_len: u32,
+    pub altstack_sp: u64,
+    pub altstack_size: u64,
+    pub altstack_flags: u32,
+    pub sigmask: u64,
+    /// Thread-directed pending signals.
+    pub pending: u64,
+    /// Where the thread was interrupted (for display; the full context is
+    /// in its saved stack).
+    pub rip: u64,
+    pub rsp: u64,
+}
+
+/// What kind of object a descriptor refers to, with what recreating it
+/// needs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FdKind {
+    File {
+        path: String,
+        flags: i32,
+        offset: u64,
+        size: u64,
+        mode: u32,
+        /// The path ends in ` (deleted)`: the contents must come from
+        /// elsewhere.
+        deleted: bool,
+    },
+    Directory {
+        path: String,
+        flags: i32,
+        offset: u64,
+    },
+    Terminal {
+        path: String,
+        flags: i32,
+    },
+    Pipe {
+        inode: u64,
+        flags: i32,
+    },
+    Socket {
+        inode: u64,
+        flags: i32,
+    },
+    Other {
+        /// `readlink /proc/self/fd/N`.
+        link: String,
+        flags: i32,
+    },
+}
+
+/// One file descriptor (one element of the FDS section).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FdMeta {
+    pub fd: i32,
+    pub cloexec: bool,
+    pub kind: FdKind,
+}
+
+impl FdKind {
+    /// Short name of the kind, for listings.
+    pub fn name(&self) -> &'static str {
+        match self {
+            FdKind::File { .. } => "file",
+            FdKind::Directory { .. } => "dir",
+            FdKind::Terminal { .. } => "tty",
+            FdKind::Pipe { .. } => "pipe",
+            FdKind::Socket { .. } => "socket",
+            FdKind::Other { .. } => "other",
+        }
+    }
+}
+
+/// Encodes a metadata value the way sections store it.
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, postcard::Error> {
+    postcard::to_allocvec(value)
+}
+
+/// Decodes a metadata section; trailing bytes are an error, so a section
+/// that doesn't match the expected type is not half-read silently.
+pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, postcard::Error> {
+    let (value, rest) = postcard::take_from_bytes(bytes)?;
+    if rest.is_empty() {
+        Ok(value)
+    } else {
+        Err(postcard::Error::DeserializeBadEncoding)
+    }
+}

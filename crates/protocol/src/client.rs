@@ -1,0 +1,266 @@
+//! Blocking client side of the protocol, for control commands and for the
+//! agent inside checkpointed processes.
+//!
+//! Because the agent runs inside arbitrary programs this module starts no
+//! threads, keeps no global state and prints nothing; numeric addresses are
+//! parsed directly and only other strings go through the resolver.
+
+use std::io::{self, Read};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::{Duration, Instant};
+
+use crate::cookie::{self, COOKIE_LEN, CookieError};
+use crate::frame::{self, FrameBuf, FrameError};
+use crate::{FromCoord, Hello, HelloReply, PROTOCOL_VERSION, Role, ToCoord, Welcome};
+
+/// How long a connect or the handshake may take before we give up.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("bad coordinator address {addr:?}: {reason}")]
+    Address { addr: String, reason: String },
+    #[error("cannot connect to coordinator at {addr}: {error}")]
+    Connect { addr: String, error: io::Error },
+    #[error(transparent)]
+    Cookie(#[from] CookieError),
+    #[error("coordinator at {addr} refused us: {reason}")]
+    Refused { addr: String, reason: String },
+    #[error("coordinator at {addr}: {error}")]
+    Frame { addr: String, error: FrameError },
+}
+
+impl ClientError {
+    /// True when nothing accepted the connection (no coordinator there).
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            ClientError::Connect { error, .. } => matches!(
+                error.kind(),
+                io::ErrorKind::ConnectionRefused
+                    | io::ErrorKind::TimedOut
+                    | io::ErrorKind::HostUnreachable
+                    | io::ErrorKind::NetworkUnreachable
+                    | io::ErrorKind::AddrNotAvailable
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// One authenticated connection to a coordinator.
+#[derive(Debug)]
+pub struct Connection {
+    stream: TcpStream,
+    addr: String,
+    rbuf: FrameBuf,
+}
+
+impl Connection {
+    /// Connects to `addr` (`HOST:PORT`), presents the user's cookie with
+    /// `role`, and returns the coordinator's `Welcome`.
+    pub fn connect(addr: &str, role: Role) -> Result<(Connection, Welcome), ClientError> {
+        Self::connect_with_cookie(addr, role, &cookie::load_or_create()?)
+    }
+
+    /// Like [`connect`](Self::connect) with an explicit cookie.
+    pub fn connect_with_cookie(
+        addr: &str,
+        role: Role,
+        cookie: &[u8; COOKIE_LEN],
+    ) -> Result<(Connection, Welcome), ClientError> {
+        let stream = open(addr)?;
+        let mut conn = Connection {
+            stream,
+            addr: addr.to_string(),
+            rbuf: FrameBuf::new(),
+        };
+        let hello = Hello {
+            version: PROTOCOL_VERSION,
+            cookie: *cookie,
+            role,
+        };
+        conn.write(&hello)?;
+        let reply: HelloReply = match conn.read(Some(HANDSHAKE_TIMEOUT))? {
+            Some(r) => r,
+            None => {
+                let e = io::Error::new(io::ErrorKind::TimedOut, "no answer to our hello");
+                return Err(conn.frame_err(e.into()));
+            }
+        };
+        match reply {
+            HelloReply::Welcome(w) => Ok((conn, w)),
+            HelloReply::Refused(reason) => Err(ClientError::Refused {
+                addr: conn.addr,
+                reason,
+            }),
+        }
+    }
+
+    pub fn send(&mut self, msg: &ToCoord) -> Result<(), ClientError> {
+        self.write(msg)
+    }
+
+    /// Waits for the next message.
+    pub fn recv(&mut self) -> Result<FromCoord, ClientError> {
+        match self.read(None)? {
+            Some(m) => Ok(m),
+            None => Err(self.frame_err(FrameError::Closed)),
+        }
+    }
+
+    /// Waits at most `timeout` for the next message; `Ok(None)` on timeout.
+    /// A message cut by the timeout is kept and completed by the next call.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<FromCoord>, ClientError> {
+        self.read(Some(timeout))
+    }
+
+    /// Sends one request and waits for its answer (control clients).
+    pub fn request(&mut self, msg: &ToCoord) -> Result<FromCoord, ClientError> {
+        self.send(msg)?;
+        self.recv()
+    }
+
+    /// A second handle on the same socket, e.g. to send from one thread while
+    /// another receives. Each handle reads whole frames only, so handles may
+    /// take turns receiving, but must not receive concurrently.
+    pub fn try_clone(&self) -> Result<Connection, ClientError> {
+        let stream = self
+            .stream
+            .try_clone()
+            .map_err(|e| self.frame_err(e.into()))?;
+        Ok(Connection {
+            stream,
+            addr: self.addr.clone(),
+            rbuf: FrameBuf::new(),
+        })
+    }
+
+    /// Moves the socket to the lowest free descriptor number >= `min`
+    /// (close-on-exec), so that an agent inside a program keeps its socket
+    /// out of the numbers the program would otherwise get.
+    pub fn relocate_fd(&mut self, min: RawFd) -> io::Result<()> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: F_DUPFD_CLOEXEC duplicates our own socket; no memory involved.
+        let high = unsafe { libc::fcntl(self.stream.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) };
+        if high < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `high` is a fresh descriptor we exclusively own; the old
+        // stream (and its descriptor) is dropped by the assignment.
+        self.stream = unsafe { TcpStream::from_raw_fd(high) };
+        Ok(())
+    }
+
+    pub fn raw_fd(&self) -> RawFd {
+        self.stream.as_raw_fd()
+    }
+
+    /// The address this connection was opened with.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    fn frame_err(&self, error: FrameError) -> ClientError {
+        ClientError::Frame {
+            addr: self.addr.clone(),
+            error,
+        }
+    }
+
+    fn write<T: serde::Serialize>(&mut self, msg: &T) -> Result<(), ClientError> {
+        frame::write_msg(&mut self.stream, msg).map_err(|e| self.frame_err(e))
+    }
+
+    /// Reads one message; `Ok(None)` only when `timeout` expired.
+    fn read<T: serde::de::DeserializeOwned>(
+        &mut self,
+        timeout: Option<Duration>,
+    ) -> Result<Option<T>, ClientError> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let result = self.read_until(deadline);
+        if deadline.is_some() {
+            // Best effort: the next blocking call must not inherit our timeout.
+            let _ = self.stream.set_read_timeout(None);
+        }
+        result.map_err(|e| self.frame_err(e))
+    }
+
+    fn read_until<T: serde::de::DeserializeOwned>(
+        &mut self,
+        deadline: Option<Instant>,
+    ) -> Result<Option<T>, FrameError> {
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some(msg) = self.rbuf.pop()? {
+                return Ok(Some(msg));
+            }
+            if let Some(d) = deadline {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Ok(None);
+                }
+                self.stream.set_read_timeout(Some(left))?;
+            }
+            let want = self.rbuf.wanted().min(chunk.len());
+            match self.stream.read(&mut chunk[..want]) {
+                Ok(0) if self.rbuf.buffered() == 0 => return Err(FrameError::Closed),
+                Ok(0) => {
+                    let e =
+                        io::Error::new(io::ErrorKind::UnexpectedEof, "stream ended inside a frame");
+                    return Err(e.into());
+                }
+                Ok(n) => self.rbuf.push(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if deadline.is_some()
+                        && matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        ) =>
+                {
+                    return Ok(None);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+/// Parses `addr` as a numeric socket address, falling back to the resolver
+/// for host names, and connects with a timeout.
+fn open(addr: &str) -> Result<TcpStream, ClientError> {
+    let targets: Vec<SocketAddr> = match addr.parse::<SocketAddr>() {
+        Ok(a) => vec![a],
+        Err(_) => addr
+            .to_socket_addrs()
+            .map_err(|e| ClientError::Address {
+                addr: addr.to_string(),
+                reason: e.to_string(),
+            })?
+            .collect(),
+    };
+    let mut last = None;
+    for target in &targets {
+        match TcpStream::connect_timeout(target, HANDSHAKE_TIMEOUT) {
+            Ok(s) => {
+                let nodelay = s.set_nodelay(true);
+                return nodelay.map(|()| s).map_err(|error| ClientError::Connect {
+                    addr: addr.to_string(),
+                    error,
+                });
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(match last {
+        Some(error) => ClientError::Connect {
+            addr: addr.to_string(),
+            error,
+        },
+        None => ClientError::Address {
+            addr: addr.to_string(),
+            reason: "resolves to no address".into(),
+        },
+    })
+}

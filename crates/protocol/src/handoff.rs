@@ -1,0 +1,17 @@
+//! Arguments `hiber restart` passes, through the restorer, to the agent in a
+//! restarted process. They travel inside the restore plan as postcard bytes.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct RestartArgs {
+    /// Coordinator to join.
+    pub coord: String,
+    /// New checkpoint directory (`None`: keep the one the process had).
+    pub ckpt_dir: Option<String>,
+    /// The image this process comes from.
+    pub image: String,
+    /// File descriptors the restorer used (plan, image, unpacked data) that
+    /// the agent closes once memory is in place.
+    pub temp_fds: Vec<i32>,
+}

@@ -1,0 +1,246 @@
+//! The coordinator protocol.
+//!
+//! Every connection starts with a [`Hello`] frame that carries the protocol
+//! version and the per-user cookie; the coordinator answers [`Welcome`] or
+//! [`Refused`]. After that both sides exchange [`ToCoord`] / [`FromCoord`]
+//! frames. A frame is a little-endian `u32` length followed by that many
+//! bytes of postcard-encoded message; lengths above [`MAX_FRAME`] are refused
+//! before anything is allocated.
+//!
+//! Processes of a computation keep one connection open for their lifetime;
+//! control clients (`hiber checkpoint`, `status`, ...) open one per command.
+
+pub mod client;
+pub mod cookie;
+pub mod frame;
+pub mod handoff;
+
+use serde::{Deserialize, Serialize};
+
+/// Bumped on every incompatible change of the messages below.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Largest frame either side accepts.
+pub const MAX_FRAME: usize = 16 << 20;
+/// Default coordinator address.
+pub const DEFAULT_COORD: &str = "127.0.0.1:7779";
+
+/// Barrier names used by a checkpoint, in order.
+pub mod barrier {
+    /// Every process has stopped its threads and drained what it must.
+    pub const SUSPENDED: &str = "suspended";
+    /// Every process has written (and synced) its temporary image.
+    pub const WRITTEN: &str = "written";
+    /// Every restarted process has restored its kernel state.
+    pub const RESTORED: &str = "restored";
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Hello {
+    pub version: u32,
+    /// Contents of the cookie file, proving the peer is the same user.
+    pub cookie: [u8; 32],
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Role {
+    /// A process of the computation (the agent inside it).
+    Process(ProcessHello),
+    /// A one-shot command-line client.
+    Control,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProcessHello {
+    /// Real pid on its host.
+    pub real_pid: u32,
+    /// Virtual pid (the pid the program sees); equal to `real_pid` for a
+    /// process that was not restarted.
+    pub virtual_pid: u32,
+    pub host: String,
+    /// Short program name (`/proc/self/comm`-like), used in image names.
+    pub program: String,
+    /// `Some` when this process comes back from an image: the computation
+    /// and generation it was checkpointed in.
+    pub restarted: Option<RestartedFrom>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RestartedFrom {
+    pub computation: u64,
+    pub generation: u64,
+    /// Stable id of the process inside its computation (from the image).
+    pub process_id: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Welcome {
+    pub version: u32,
+    /// Id of the computation this coordinator runs.
+    pub computation: u64,
+    /// Stable id of this process inside the computation (kept across restarts).
+    pub process_id: u64,
+    /// Last generation completed (0 before the first checkpoint).
+    pub generation: u64,
+    pub coordinator: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub enum HelloReply {
+    Welcome(Welcome),
+    Refused(String),
+}
+
+/// How a checkpoint writes its images.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CheckpointOptions {
+    /// Absolute directory; empty means "the directory the process was launched with".
+    pub dir: String,
+    /// `None` keeps the process's own (launch) setting.
+    pub compress: Option<bool>,
+    pub sync: Option<bool>,
+}
+
+/// Messages a process or control client sends to the coordinator.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub enum ToCoord {
+    // ---- from processes ----
+    /// The process reached the named barrier of `generation`.
+    Barrier {
+        generation: u64,
+        name: String,
+    },
+    /// The process's image is on disk under its final name.
+    CheckpointDone {
+        generation: u64,
+        image: String,
+        bytes: u64,
+    },
+    /// The process could not take part in the checkpoint; it has resumed.
+    CheckpointFailed {
+        generation: u64,
+        error: String,
+    },
+    /// Store a value in the name service (later `KvGet`s see it).
+    KvPut {
+        key: String,
+        value: Vec<u8>,
+    },
+    /// Ask for a value; the reply waits until the key exists.
+    KvGet {
+        key: String,
+    },
+    /// The process is exiting normally with this status.
+    Exiting {
+        status: i32,
+    },
+    /// Per-process default settings, sent once after `Welcome`.
+    Settings {
+        ckpt_dir: String,
+        compress: bool,
+        sync: bool,
+    },
+
+    // ---- from control clients ----
+    Status,
+    List,
+    /// Run a checkpoint now and reply when it is complete or failed.
+    Checkpoint(CheckpointOptions),
+    /// A `hiber restart` is about to bring back `processes` processes of
+    /// `computation` at `generation`; the `restored` barrier waits for all.
+    RestartBegin {
+        computation: u64,
+        generation: u64,
+        processes: u32,
+        ckpt_dir: String,
+    },
+    /// Kill every process of the computation (SIGKILL) and forget them.
+    Kill,
+    /// Stop the coordinator (it kills nothing).
+    Quit,
+    /// Set the checkpoint interval in seconds (0: off).
+    SetInterval {
+        seconds: u64,
+    },
+}
+
+/// Messages the coordinator sends.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub enum FromCoord {
+    // ---- to processes ----
+    /// Start checkpoint `generation`: suspend, then report `Barrier(SUSPENDED)`.
+    Checkpoint {
+        generation: u64,
+        options: CheckpointOptions,
+    },
+    /// Everyone reached the named barrier; go on.
+    Release {
+        generation: u64,
+        name: String,
+    },
+    /// Checkpoint `generation` is abandoned: discard the temporary image and resume.
+    Abort {
+        generation: u64,
+        reason: String,
+    },
+    KvValue {
+        key: String,
+        value: Vec<u8>,
+    },
+
+    // ---- to control clients ----
+    Status(Status),
+    List(Vec<ProcessEntry>),
+    CheckpointResult(CheckpointResult),
+    Ok,
+    Error(String),
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum State {
+    Running,
+    Checkpointing,
+    Restarting,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Running => "running",
+            State::Checkpointing => "checkpointing",
+            State::Restarting => "restarting",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Status {
+    pub coordinator: String,
+    pub computation: u64,
+    pub processes: u32,
+    pub state: State,
+    pub generation: u64,
+    /// Seconds; 0 when off.
+    pub interval: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProcessEntry {
+    pub process_id: u64,
+    pub virtual_pid: u32,
+    pub real_pid: u32,
+    pub host: String,
+    pub program: String,
+    /// "running", "checkpointing", "restarting", ...
+    pub state: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CheckpointResult {
+    pub generation: u64,
+    pub images: Vec<String>,
+    /// One entry per failed process: "program[pid]: what went wrong".
+    pub errors: Vec<String>,
+    /// Path of the restart script written for this generation.
+    pub restart_script: Option<String>,
+}

@@ -1,0 +1,352 @@
+//! Raw system calls for code that may not touch libc: the restorer (no libc
+//! at all), signal handlers and the agent while the program's threads are
+//! stopped (libc wrappers change `errno`, which is part of the saved image,
+//! and some take locks a stopped thread may hold).
+//!
+//! Everything here is async-signal-safe: no allocation, no locks, no panics.
+//! Each wrapper returns `Result<usize, Errno>` straight from the kernel.
+
+#![no_std]
+
+pub mod fmt;
+pub mod plan;
+
+pub use syscalls::{Errno, Sysno};
+
+/// Result of a raw system call.
+pub type SysResult = Result<usize, Errno>;
+
+pub mod consts {
+    //! Kernel ABI constants (x86-64) that neither `core` nor our deps name.
+    pub const PROT_READ: u32 = 1;
+    pub const PROT_WRITE: u32 = 2;
+    pub const PROT_EXEC: u32 = 4;
+    pub const MAP_SHARED: u32 = 0x01;
+    pub const MAP_PRIVATE: u32 = 0x02;
+    pub const MAP_FIXED: u32 = 0x10;
+    pub const MAP_ANONYMOUS: u32 = 0x20;
+    pub const MAP_GROWSDOWN: u32 = 0x100;
+    pub const MAP_NORESERVE: u32 = 0x4000;
+    pub const MAP_FIXED_NOREPLACE: u32 = 0x10_0000;
+    pub const MREMAP_MAYMOVE: u32 = 1;
+    pub const MREMAP_FIXED: u32 = 2;
+    pub const O_RDONLY: u32 = 0;
+    pub const O_CLOEXEC: u32 = 0o2_000_000;
+    pub const AT_FDCWD: i32 = -100;
+    pub const ARCH_SET_FS: u32 = 0x1002;
+    pub const ARCH_GET_FS: u32 = 0x1003;
+    pub const PR_SET_MM: u32 = 35;
+    pub const PR_SET_MM_MAP: u32 = 14;
+    pub const PR_GET_TID_ADDRESS: u32 = 40;
+    pub const FUTEX_WAIT_PRIVATE: u32 = 128;
+    pub const FUTEX_WAKE_PRIVATE: u32 = 129;
+    pub const SIG_SETMASK: u32 = 2;
+    pub const SIG_BLOCK: u32 = 0;
+    /// Signature glibc registers its rseq areas with.
+    pub const RSEQ_SIG: u32 = 0x5305_3053;
+    pub const RSEQ_FLAG_UNREGISTER: u32 = 1;
+    /// Flags for recreating a thread of the same process.
+    pub const CLONE_THREAD_FLAGS: u64 = 0x100 /* VM */
+        | 0x200 /* FS */
+        | 0x400 /* FILES */
+        | 0x800 /* SIGHAND */
+        | 0x10000 /* THREAD */
+        | 0x40000 /* SYSVSEM */
+        | 0x80000 /* SETTLS */
+        | 0x100000 /* PARENT_SETTID */
+        | 0x200000 /* CHILD_CLEARTID */;
+}
+
+/// `prctl(PR_SET_MM, PR_SET_MM_MAP)` argument (`struct prctl_mm_map`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PrctlMmMap {
+    pub start_code: u64,
+    pub end_code: u64,
+    pub start_data: u64,
+    pub end_data: u64,
+    pub start_brk: u64,
+    pub brk: u64,
+    pub start_stack: u64,
+    pub arg_start: u64,
+    pub arg_end: u64,
+    pub env_start: u64,
+    pub env_end: u64,
+    pub auxv: u64,
+    pub auxv_size: u32,
+    pub exe_fd: u32,
+}
+
+/// Kernel `struct sigaction` for `rt_sigaction` (not glibc's layout).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KernelSigaction {
+    pub handler: u64,
+    pub flags: u64,
+    pub restorer: u64,
+    pub mask: u64,
+}
+
+/// `stack_t` for `sigaltstack`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StackT {
+    pub sp: u64,
+    pub flags: i32,
+    pub _pad: i32,
+    pub size: u64,
+}
+
+macro_rules! sys {
+    ($nr:ident $(, $a:expr)*) => {
+        // SAFETY: the wrapper's contract (documented on each function) makes
+        // the arguments valid for this system call.
+        unsafe { syscalls::syscall!(Sysno::$nr $(, $a)*) }
+    };
+}
+
+pub fn write(fd: i32, buf: &[u8]) -> SysResult {
+    sys!(write, fd, buf.as_ptr(), buf.len())
+}
+
+/// Writes all of `buf`, retrying short writes and `EINTR`.
+pub fn write_all(fd: i32, mut buf: &[u8]) -> Result<(), Errno> {
+    while !buf.is_empty() {
+        match write(fd, buf) {
+            Ok(0) => return Err(Errno::EIO),
+            Ok(n) => buf = &buf[n.min(buf.len())..],
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+pub fn read(fd: i32, buf: &mut [u8]) -> SysResult {
+    sys!(read, fd, buf.as_mut_ptr(), buf.len())
+}
+
+pub fn pread(fd: i32, buf: &mut [u8], off: u64) -> SysResult {
+    sys!(pread64, fd, buf.as_mut_ptr(), buf.len(), off)
+}
+
+/// Opens a NUL-terminated path.
+pub fn open(path: &core::ffi::CStr, flags: u32, mode: u32) -> SysResult {
+    sys!(openat, AT_FDCWD_USIZE, path.as_ptr(), flags, mode)
+}
+const AT_FDCWD_USIZE: isize = consts::AT_FDCWD as isize;
+
+pub fn close(fd: i32) -> SysResult {
+    sys!(close, fd)
+}
+
+pub fn exit_group(code: i32) -> ! {
+    let _ = sys!(exit_group, code);
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+pub fn gettid() -> u32 {
+    sys!(gettid).unwrap_or(0) as u32
+}
+
+pub fn getpid() -> u32 {
+    sys!(getpid).unwrap_or(0) as u32
+}
+
+pub fn tgkill(tgid: u32, tid: u32, sig: u32) -> SysResult {
+    sys!(tgkill, tgid, tid, sig)
+}
+
+/// # Safety
+/// Maps memory; `addr` with `MAP_FIXED` replaces whatever is there, which the
+/// caller must own.
+pub unsafe fn mmap(addr: u64, len: u64, prot: u32, flags: u32, fd: i32, off: u64) -> SysResult {
+    sys!(mmap, addr, len, prot, flags, fd, off)
+}
+
+/// # Safety
+/// Nothing may use the range afterwards.
+pub unsafe fn munmap(addr: u64, len: u64) -> SysResult {
+    sys!(munmap, addr, len)
+}
+
+/// # Safety
+/// Changes protections of memory the caller owns.
+pub unsafe fn mprotect(addr: u64, len: u64, prot: u32) -> SysResult {
+    sys!(mprotect, addr, len, prot)
+}
+
+/// # Safety
+/// Moves a mapping; with `MREMAP_FIXED` the destination is replaced.
+pub unsafe fn mremap(old: u64, old_len: u64, new_len: u64, flags: u32, new: u64) -> SysResult {
+    sys!(mremap, old, old_len, new_len, flags, new)
+}
+
+pub fn arch_get_fs() -> u64 {
+    let mut v: u64 = 0;
+    let _ = sys!(arch_prctl, consts::ARCH_GET_FS, &mut v as *mut u64);
+    v
+}
+
+/// # Safety
+/// The calling thread's TLS becomes `base`; it must point at a valid TCB.
+pub unsafe fn arch_set_fs(base: u64) -> SysResult {
+    sys!(arch_prctl, consts::ARCH_SET_FS, base)
+}
+
+/// Address the kernel clears on this thread's exit (`&struct pthread.tid`).
+pub fn get_tid_address() -> u64 {
+    let mut v: u64 = 0;
+    let _ = sys!(
+        prctl,
+        consts::PR_GET_TID_ADDRESS,
+        &mut v as *mut u64,
+        0,
+        0,
+        0
+    );
+    v
+}
+
+/// # Safety
+/// `addr` must be this thread's tid word.
+pub unsafe fn set_tid_address(addr: u64) -> u32 {
+    sys!(set_tid_address, addr).unwrap_or(0) as u32
+}
+
+pub fn get_robust_list() -> (u64, u64) {
+    let mut head: u64 = 0;
+    let mut len: u64 = 0;
+    let _ = sys!(
+        get_robust_list,
+        0,
+        &mut head as *mut u64,
+        &mut len as *mut u64
+    );
+    (head, len)
+}
+
+/// # Safety
+/// `head` must be this thread's robust list head (or 0).
+pub unsafe fn set_robust_list(head: u64, len: u64) -> SysResult {
+    sys!(set_robust_list, head, len)
+}
+
+/// # Safety
+/// `area` must be this thread's rseq area for its whole lifetime.
+pub unsafe fn rseq_register(area: u64, len: u32) -> SysResult {
+    sys!(rseq, area, len, 0, consts::RSEQ_SIG)
+}
+
+pub fn sigaltstack_get() -> StackT {
+    let mut ss = StackT::default();
+    let _ = sys!(sigaltstack, 0, &mut ss as *mut StackT);
+    ss
+}
+
+/// # Safety
+/// `ss` must describe memory usable as this thread's signal stack.
+pub unsafe fn sigaltstack_set(ss: &StackT) -> SysResult {
+    sys!(sigaltstack, ss as *const StackT, 0)
+}
+
+pub fn rt_sigaction_get(sig: u32) -> Result<KernelSigaction, Errno> {
+    let mut k = KernelSigaction::default();
+    sys!(rt_sigaction, sig, 0, &mut k as *mut KernelSigaction, 8)?;
+    Ok(k)
+}
+
+/// # Safety
+/// The handler in `act` must be valid code in this address space.
+pub unsafe fn rt_sigaction_set(sig: u32, act: &KernelSigaction) -> SysResult {
+    sys!(rt_sigaction, sig, act as *const KernelSigaction, 0, 8)
+}
+
+/// Sets the signal mask; returns the previous one.
+pub fn sigprocmask(how: u32, set: u64) -> u64 {
+    let mut old: u64 = 0;
+    let _ = sys!(
+        rt_sigprocmask,
+        how,
+        &set as *const u64,
+        &mut old as *mut u64,
+        8
+    );
+    old
+}
+
+/// Signals pending for the whole process and this thread.
+pub fn sigpending() -> u64 {
+    let mut set: u64 = 0;
+    let _ = sys!(rt_sigpending, &mut set as *mut u64, 8);
+    set
+}
+
+/// Waits while `*word == expected` (spurious wake-ups possible).
+pub fn futex_wait(word: &core::sync::atomic::AtomicU32, expected: u32) {
+    let _ = sys!(
+        futex,
+        word.as_ptr(),
+        consts::FUTEX_WAIT_PRIVATE,
+        expected,
+        0,
+        0,
+        0
+    );
+}
+
+/// Waits at most `timeout_ns`.
+pub fn futex_wait_timeout(word: &core::sync::atomic::AtomicU32, expected: u32, timeout_ns: u64) {
+    let ts = [timeout_ns / 1_000_000_000, timeout_ns % 1_000_000_000];
+    let _ = sys!(
+        futex,
+        word.as_ptr(),
+        consts::FUTEX_WAIT_PRIVATE,
+        expected,
+        ts.as_ptr(),
+        0,
+        0
+    );
+}
+
+pub fn futex_wake(word: &core::sync::atomic::AtomicU32) {
+    let _ = sys!(
+        futex,
+        word.as_ptr(),
+        consts::FUTEX_WAKE_PRIVATE,
+        i32::MAX,
+        0,
+        0,
+        0
+    );
+}
+
+/// # Safety
+/// `map` must hold addresses inside this process's mappings.
+pub unsafe fn prctl_set_mm_map(map: &PrctlMmMap) -> SysResult {
+    sys!(
+        prctl,
+        consts::PR_SET_MM,
+        consts::PR_SET_MM_MAP,
+        map as *const PrctlMmMap,
+        core::mem::size_of::<PrctlMmMap>(),
+        0
+    )
+}
+
+pub fn fstat_size(fd: i32) -> SysResult {
+    // struct stat is 144 bytes on x86-64; st_size is at offset 48.
+    let mut st = [0u64; 18];
+    sys!(fstat, fd, st.as_mut_ptr())?;
+    Ok(st[6] as usize)
+}
+
+pub fn dup3(old: i32, new: i32, flags: u32) -> SysResult {
+    sys!(dup3, old, new, flags)
+}
+
+pub fn fcntl(fd: i32, cmd: u32, arg: u64) -> SysResult {
+    sys!(fcntl, fd, cmd, arg)
+}

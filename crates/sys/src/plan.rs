@@ -1,0 +1,100 @@
+//! The restore plan: what `hiber restart` hands to `hiber-restore`.
+//!
+//! The image file is parsed and verified by `hiber restart` (safe Rust, full
+//! error messages, before any process state is touched). The restorer, which
+//! has no libc and no allocator, then only executes this flat plan: map
+//! these areas, fill them from these (fd, offset) sources, move the vDSO,
+//! set the mm layout, and jump to the agent's restart entry with an opaque
+//! argument block. Both ends are built from the same source tree, so the
+//! plan is an internal ABI, not a file format.
+
+/// `b"HIBPLAN1"` little-endian.
+pub const PLAN_MAGIC: u64 = u64::from_le_bytes(*b"HIBPLAN1");
+/// `b"HIBHAND1"`: the block the restorer passes to the agent.
+pub const HANDOFF_MAGIC: u64 = u64::from_le_bytes(*b"HIBHAND1");
+
+pub const SPECIAL_NONE: u32 = 0;
+pub const SPECIAL_VDSO: u32 = 1;
+pub const SPECIAL_VVAR: u32 = 2;
+pub const SPECIAL_VVAR_VCLOCK: u32 = 3;
+
+/// Area flag: map with `MAP_NORESERVE` (huge sparse reservations).
+pub const AREA_NORESERVE: u32 = 1;
+
+/// Fill a source by `pread` into anonymous memory.
+pub const SOURCE_READ: u32 = 0;
+/// Map a source `MAP_PRIVATE` from its file (page-aligned offset required).
+pub const SOURCE_MAP: u32 = 1;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Special {
+    pub addr: u64,
+    pub len: u64,
+    pub kind: u32,
+    pub _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PlanHeader {
+    pub magic: u64,
+    pub total_len: u64,
+    pub n_areas: u32,
+    pub n_sources: u32,
+    pub areas_off: u64,
+    pub sources_off: u64,
+    pub specials: [Special; 3],
+    pub mm: crate::PrctlMmMap,
+    /// Address of the agent's restart entry in the restored memory.
+    pub entry: u64,
+    /// Opaque bytes for the agent (its restart arguments).
+    pub args_off: u64,
+    pub args_len: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PlanArea {
+    pub start: u64,
+    pub len: u64,
+    pub prot: u32,
+    pub flags: u32,
+    pub first_source: u32,
+    pub n_sources: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PlanSource {
+    pub addr: u64,
+    pub len: u64,
+    pub offset: u64,
+    pub fd: i32,
+    pub how: u32,
+}
+
+/// What the restorer passes to the agent's restart entry (in `rdi`).
+/// It lives in the restorer's hole, which the agent unmaps once it has
+/// copied what it needs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Handoff {
+    pub magic: u64,
+    pub hole_start: u64,
+    pub hole_len: u64,
+    pub args_ptr: u64,
+    pub args_len: u64,
+}
+
+impl PlanHeader {
+    pub const SIZE: usize = core::mem::size_of::<PlanHeader>();
+}
+
+/// Views a `repr(C)` plain-old-data value as bytes (for writing a plan).
+pub fn as_bytes<T: Copy>(v: &T) -> &[u8] {
+    // SAFETY: only used with the `repr(C)` integer-only structs of this
+    // module, which have no padding bytes left uninitialised in practice
+    // (every padding field is explicit) and no invalid bit patterns.
+    unsafe { core::slice::from_raw_parts((v as *const T).cast::<u8>(), core::mem::size_of::<T>()) }
+}

@@ -1,0 +1,308 @@
+//! Test harness: builds test programs, runs the real `hiber` binary, kills
+//! everything with SIGKILL and restarts from the images.
+//!
+//! Each test gets its own directory, coordinator port and cookie, so tests
+//! run in parallel without seeing each other. The harness makes itself a
+//! child subreaper so that daemonised coordinators and restarted processes
+//! are reaped here instead of lingering as zombies.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Once;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+static SUBREAPER: Once = Once::new();
+static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
+
+/// Directory holding `hiber`, `libhiber.so` and `hiber-restore`.
+pub fn bin_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("HIBER_BIN_DIR") {
+        return PathBuf::from(d);
+    }
+    // target/<profile>/deps/<test-binary>
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    for f in ["hiber", "libhiber.so", "hiber-restore"] {
+        assert!(
+            dir.join(f).exists(),
+            "{} is missing: build the workspace first (`cargo build --release` before `cargo test --release`)",
+            dir.join(f).display()
+        );
+    }
+    dir
+}
+
+pub fn hiber() -> PathBuf {
+    bin_dir().join("hiber")
+}
+
+fn reap_loop() {
+    std::thread::spawn(|| {
+        loop {
+            // Reap only children nobody else waits for: orphans we adopted.
+            // SAFETY: waitid with WNOWAIT peeks without consuming.
+            unsafe {
+                let mut info: libc::siginfo_t = std::mem::zeroed();
+                let r = libc::waitid(
+                    libc::P_ALL,
+                    0,
+                    &mut info,
+                    libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+                );
+                if r == 0 && info.si_pid() != 0 {
+                    let pid = info.si_pid();
+                    if is_adopted(pid) {
+                        libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG);
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+}
+
+static SPAWNED: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+
+fn is_adopted(pid: i32) -> bool {
+    !SPAWNED.lock().unwrap().contains(&pid)
+}
+
+fn track(child: &Child) {
+    SPAWNED.lock().unwrap().push(child.id() as i32);
+}
+
+/// A test's private world.
+pub struct Env {
+    pub dir: PathBuf,
+    pub port: u16,
+    name: String,
+}
+
+impl Env {
+    pub fn new(name: &str) -> Env {
+        SUBREAPER.call_once(|| {
+            // SAFETY: plain prctl on ourselves.
+            unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+            reap_loop();
+        });
+        let base = std::env::var_os("HIBER_TEST_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir);
+        let dir = base.join(format!("hiber-test-{}-{}", name, std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // Ports per test process: 20000 + (pid % 2000) * 16 + n.
+        let n = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
+        let port = 20000 + ((std::process::id() % 2000) as u16) * 16 + (n % 16);
+        Env {
+            dir,
+            port,
+            name: name.to_string(),
+        }
+    }
+
+    pub fn coord(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// A `hiber` command with this test's coordinator and cookie.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(hiber());
+        c.env("HIBER_COORD", self.coord())
+            .env("HIBER_COOKIE", self.dir.join("cookie"))
+            .env("HIBER_CKPT_DIR", &self.dir)
+            .env_remove("LD_PRELOAD")
+            .current_dir(&self.dir);
+        c
+    }
+
+    /// Compiles `tests/programs/<name>.c` into the test directory.
+    pub fn compile(&self, name: &str, extra: &[&str]) -> PathBuf {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("programs")
+            .join(format!("{name}.c"));
+        let out = self.dir.join(name);
+        let st = Command::new("cc")
+            .args(["-O1", "-g", "-o"])
+            .arg(&out)
+            .arg(&src)
+            .args(extra)
+            .status()
+            .expect("cc must be installed");
+        assert!(st.success(), "compiling {}", src.display());
+        out
+    }
+
+    /// `hiber launch [flags] PROG ARGS`, stdout to `<name>.out`.
+    pub fn launch(&self, flags: &[&str], prog: &Path, args: &[&str], out: &str) -> Child {
+        let f = std::fs::File::create(self.dir.join(out)).unwrap();
+        let child = self
+            .cmd()
+            .arg("launch")
+            .args(flags)
+            .arg(prog)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(f)
+            .spawn()
+            .unwrap();
+        track(&child);
+        child
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        let out = self.cmd().args(args).output().unwrap();
+        out
+    }
+
+    /// `hiber checkpoint`; panics with its stderr on failure. Returns image paths.
+    pub fn checkpoint(&self, flags: &[&str]) -> Vec<PathBuf> {
+        let out = self.run(&[&["checkpoint"], flags].concat());
+        assert!(
+            out.status.success(),
+            "hiber checkpoint failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(PathBuf::from)
+            .collect()
+    }
+
+    /// `hiber restart IMAGES`, stdout to `<out>`.
+    pub fn restart(&self, images: &[PathBuf], out: &str) -> Child {
+        let f = std::fs::File::create(self.dir.join(out)).unwrap();
+        let child = self
+            .cmd()
+            .arg("restart")
+            .args(images)
+            .stdin(Stdio::null())
+            .stdout(f)
+            .spawn()
+            .unwrap();
+        track(&child);
+        child
+    }
+
+    pub fn read(&self, out: &str) -> String {
+        std::fs::read_to_string(self.dir.join(out)).unwrap_or_default()
+    }
+
+    /// Waits until `<out>` has at least `n` lines.
+    pub fn wait_lines(&self, out: &str, n: usize, timeout: Duration) {
+        let t = Instant::now();
+        while self.read(out).lines().count() < n {
+            assert!(
+                t.elapsed() < timeout,
+                "{out}: fewer than {n} lines after {timeout:?}: {:?}",
+                self.read(out)
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGKILLs every process of this test: the program(s) and the
+    /// coordinator (found by its port on the command line).
+    pub fn kill_all(&self, children: &mut [&mut Child]) {
+        for c in children.iter_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.kill_matching();
+    }
+
+    fn kill_matching(&self) {
+        let coord = format!("127.0.0.1:{}", self.port);
+        let port_arg = format!("--port {}", self.port);
+        let me = std::process::id();
+        if let Ok(rd) = std::fs::read_dir("/proc") {
+            for e in rd.flatten() {
+                let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                    continue;
+                };
+                if pid == me {
+                    continue;
+                }
+                let mut cmd = Vec::new();
+                if let Ok(mut f) = std::fs::File::open(format!("/proc/{pid}/cmdline")) {
+                    let _ = f.read_to_end(&mut cmd);
+                }
+                let mut env = Vec::new();
+                if let Ok(mut f) = std::fs::File::open(format!("/proc/{pid}/environ")) {
+                    let _ = f.read_to_end(&mut env);
+                }
+                let hay = String::from_utf8_lossy(&cmd).replace('\0', " ")
+                    + &String::from_utf8_lossy(&env);
+                if hay.contains(&coord) || hay.contains(&port_arg) {
+                    // SAFETY: plain kill.
+                    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    /// Waits for a child with a timeout; kills it if it hangs.
+    pub fn wait(&self, child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
+        let t = Instant::now();
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                return st;
+            }
+            if t.elapsed() > timeout {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{}: process did not finish within {timeout:?}", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.kill_matching();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Checks that `restarted` is exactly the part of `full` after the line
+/// where the checkpoint was taken, and that `before` is a prefix of `full`.
+pub fn assert_continuation(full: &str, before: &str, restarted: &str) {
+    let full_lines: Vec<&str> = full.lines().collect();
+    let before_lines: Vec<&str> = before.lines().collect();
+    let rest: Vec<&str> = restarted.lines().collect();
+    assert!(!rest.is_empty(), "the restarted program printed nothing");
+    assert_eq!(
+        &full_lines[..before_lines.len()],
+        &before_lines[..],
+        "the launched run diverged"
+    );
+    let Some(start) = full_lines.iter().position(|l| *l == rest[0]) else {
+        panic!(
+            "restart began with {:?}, which the uninterrupted run never printed",
+            rest[0]
+        );
+    };
+    assert!(
+        start > 0,
+        "restart began from the very first line: nothing was restored"
+    );
+    assert!(
+        start <= before_lines.len(),
+        "restart began at a line the launched run never reached"
+    );
+    assert_eq!(
+        &full_lines[start..],
+        &rest[..],
+        "the restarted run's output differs from the uninterrupted run"
+    );
+}
