@@ -139,18 +139,18 @@ impl Env {
 
     /// `hiber launch [flags] PROG ARGS`, stdout to `<name>.out`.
     pub fn launch(&self, flags: &[&str], prog: &Path, args: &[&str], out: &str) -> Child {
-        let f = std::fs::File::create(self.dir.join(out)).unwrap();
-        let child = self
+        let mut child = self
             .cmd()
             .arg("launch")
             .args(flags)
             .arg(prog)
             .args(args)
             .stdin(Stdio::null())
-            .stdout(f)
+            .stdout(Stdio::piped())
             .spawn()
             .unwrap();
         track(&child);
+        self.capture(&mut child, out);
         child
     }
 
@@ -177,17 +177,27 @@ impl Env {
 
     /// `hiber restart IMAGES`, stdout to `<out>`.
     pub fn restart(&self, images: &[PathBuf], out: &str) -> Child {
-        let f = std::fs::File::create(self.dir.join(out)).unwrap();
-        let child = self
+        let mut child = self
             .cmd()
             .arg("restart")
             .args(images)
             .stdin(Stdio::null())
-            .stdout(f)
+            .stdout(Stdio::piped())
             .spawn()
             .unwrap();
         track(&child);
+        self.capture(&mut child, out);
         child
+    }
+
+    /// Copies the child's stdout (a pipe, as for a program in a pipeline)
+    /// into `<out>` as it arrives.
+    fn capture(&self, child: &mut Child, out: &str) {
+        let mut pipe = child.stdout.take().unwrap();
+        let mut f = std::fs::File::create(self.dir.join(out)).unwrap();
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut pipe, &mut f);
+        });
     }
 
     pub fn read(&self, out: &str) -> String {
@@ -274,9 +284,12 @@ impl Drop for Env {
     }
 }
 
-/// Checks that `restarted` is exactly the part of `full` after the line
-/// where the checkpoint was taken, and that `before` is a prefix of `full`.
-pub fn assert_continuation(full: &str, before: &str, restarted: &str) {
+/// Checks that `restarted` continues the uninterrupted output `full` from
+/// the line after the checkpoint: the launched run's output `before` is a
+/// prefix of `full`, the restart starts at or before where `before` ended,
+/// and it prints exactly what `full` prints from there (all of it when the
+/// restarted run `finished`, a prefix when it was killed in its turn).
+pub fn assert_continuation(full: &str, before: &str, restarted: &str, finished: bool) {
     let full_lines: Vec<&str> = full.lines().collect();
     let before_lines: Vec<&str> = before.lines().collect();
     let rest: Vec<&str> = restarted.lines().collect();
@@ -296,13 +309,28 @@ pub fn assert_continuation(full: &str, before: &str, restarted: &str) {
         start > 0,
         "restart began from the very first line: nothing was restored"
     );
-    assert!(
-        start <= before_lines.len(),
-        "restart began at a line the launched run never reached"
-    );
-    assert_eq!(
-        &full_lines[start..],
-        &rest[..],
-        "the restarted run's output differs from the uninterrupted run"
-    );
+    if !before_lines.is_empty() {
+        assert!(
+            start <= before_lines.len(),
+            "restart began at a line the launched run never reached"
+        );
+    }
+    let expect = &full_lines[start..];
+    if finished {
+        assert_eq!(
+            expect,
+            &rest[..],
+            "the restarted run's output differs from the uninterrupted run"
+        );
+    } else {
+        assert!(
+            rest.len() <= expect.len(),
+            "the restarted run printed more than the uninterrupted run"
+        );
+        assert_eq!(
+            &expect[..rest.len()],
+            &rest[..],
+            "the restarted run's output differs from the uninterrupted run"
+        );
+    }
 }

@@ -3,12 +3,13 @@
 //! The description itself (`ImageSummary`, text and JSON) lives in
 //! `hiber-image` so scripts and tests see exactly what this prints.
 
-use std::io::Write;
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use hiber_image::{Image, ImageError, ImageSummary};
+use serde::Serialize;
 
 /// Exit status for an image that is unreadable, corrupt, truncated, foreign
 /// or too new (1 is left for usage and other failures).
@@ -35,13 +36,29 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let summary = ImageSummary::from_image(&image);
-    let mut out = std::io::stdout().lock();
+    match print(&summary, &args) {
+        // `hiber inspect … | head` is not an error.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        r => r.context("writing to stdout").map(|()| ExitCode::SUCCESS),
+    }
+}
+
+/// The JSON object: the summary plus whether the page data was checked.
+#[derive(Serialize)]
+struct JsonOut<'a> {
+    #[serde(flatten)]
+    summary: &'a ImageSummary,
+    data_verified: bool,
+}
+
+fn print(summary: &ImageSummary, args: &InspectArgs) -> io::Result<()> {
+    let mut out = io::stdout().lock();
     if args.json {
-        let mut value = serde_json::to_value(&summary).context("encoding the summary")?;
-        if let Some(obj) = value.as_object_mut() {
-            obj.insert("data_verified".into(), args.verify.into());
-        }
-        serde_json::to_writer_pretty(&mut out, &value).context("writing JSON")?;
+        let json = JsonOut {
+            summary,
+            data_verified: args.verify,
+        };
+        serde_json::to_writer_pretty(&mut out, &json)?;
         writeln!(out)?;
     } else {
         write!(out, "{summary}")?;
@@ -53,7 +70,7 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
             )?;
         }
     }
-    Ok(ExitCode::SUCCESS)
+    out.flush()
 }
 
 /// Opens (and, with `--verify`, checks the page data of) the image: any

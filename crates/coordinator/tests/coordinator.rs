@@ -28,7 +28,8 @@ fn temp_dir(name: &str) -> PathBuf {
 fn setup() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        let cookie = temp_dir("cookie").join("cookie");
+        // Kept across runs: one cookie per target directory (and so per user).
+        let cookie = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("coordinator-test-cookie");
         // SAFETY: runs once, before any test of this binary reads the
         // environment (every test calls `setup` first and waits here).
         unsafe { std::env::set_var("HIBER_COOKIE", &cookie) };

@@ -175,18 +175,18 @@ fn fd_description(kind: &FdKind) -> String {
             deleted,
             ..
         } => format!(
-            "{path}{} flags={flags:#o} offset={offset} size={size}",
+            "{path}{} flags=0{flags:o} offset={offset} size={size}",
             if *deleted { " (deleted)" } else { "" }
         ),
         FdKind::Directory {
             path,
             flags,
             offset,
-        } => format!("{path} flags={flags:#o} offset={offset}"),
-        FdKind::Terminal { path, flags } => format!("{path} flags={flags:#o}"),
-        FdKind::Pipe { inode, flags } => format!("pipe:[{inode}] flags={flags:#o}"),
-        FdKind::Socket { inode, flags } => format!("socket:[{inode}] flags={flags:#o}"),
-        FdKind::Other { link, flags } => format!("{link} flags={flags:#o}"),
+        } => format!("{path} flags=0{flags:o} offset={offset}"),
+        FdKind::Terminal { path, flags } => format!("{path} flags=0{flags:o}"),
+        FdKind::Pipe { inode, flags } => format!("pipe:[{inode}] flags=0{flags:o}"),
+        FdKind::Socket { inode, flags } => format!("socket:[{inode}] flags=0{flags:o}"),
+        FdKind::Other { link, flags } => format!("{link} flags=0{flags:o}"),
     }
 }
 

@@ -807,3 +807,66 @@ fn messages_name_the_file() {
         .to_string();
     assert!(err.contains("/nonexistent/ckpt.hiber"), "{err}");
 }
+
+/// The offsets documented in docs/image-format.md.
+#[test]
+fn layout_matches_the_documentation() {
+    use crate::format::{AreaRecord, ChunkRecord, Footer, SectionEntry};
+    use core::mem::offset_of;
+    let header = [
+        (offset_of!(Header, magic), 0),
+        (offset_of!(Header, format_version), 8),
+        (offset_of!(Header, header_size), 12),
+        (offset_of!(Header, arch), 16),
+        (offset_of!(Header, flags), 20),
+        (offset_of!(Header, page_size), 24),
+        (offset_of!(Header, header_crc), 28),
+        (offset_of!(Header, computation), 32),
+        (offset_of!(Header, generation), 40),
+        (offset_of!(Header, process_id), 48),
+        (offset_of!(Header, virtual_pid), 56),
+        (offset_of!(Header, real_pid), 60),
+        (offset_of!(Header, created_unix_ns), 64),
+        (offset_of!(Header, file_length), 72),
+        (offset_of!(Header, section_table_offset), 80),
+        (offset_of!(Header, section_count), 88),
+        (offset_of!(Header, vdso_crc), 92),
+        (offset_of!(Header, vdso_len), 96),
+        (offset_of!(Header, vvar_len), 104),
+        (offset_of!(Header, vvar_vclock_len), 112),
+        (offset_of!(Header, data_offset), 120),
+        (offset_of!(Header, data_end), 128),
+        (offset_of!(Header, program), 136),
+        (offset_of!(Header, hostname), 200),
+        (offset_of!(Header, kernel_release), 272),
+        (offset_of!(Header, glibc_version), 344),
+        (offset_of!(Header, reserved), 360),
+    ];
+    for (i, (got, want)) in header.iter().enumerate() {
+        assert_eq!(got, want, "header field {i}");
+    }
+    let footer = [
+        (offset_of!(Footer, magic), 0),
+        (offset_of!(Footer, format_version), 8),
+        (offset_of!(Footer, footer_crc), 12),
+        (offset_of!(Footer, file_length), 16),
+        (offset_of!(Footer, section_table_offset), 24),
+        (offset_of!(Footer, section_count), 32),
+        (offset_of!(Footer, header_crc), 36),
+        (offset_of!(Footer, table_crc), 40),
+        (offset_of!(Footer, reserved0), 44),
+        (offset_of!(Footer, reserved), 48),
+    ];
+    for (i, (got, want)) in footer.iter().enumerate() {
+        assert_eq!(got, want, "footer field {i}");
+    }
+    assert_eq!(offset_of!(SectionEntry, offset), 8);
+    assert_eq!(offset_of!(SectionEntry, crc), 24);
+    assert_eq!(offset_of!(AreaRecord, kind), 24);
+    assert_eq!(offset_of!(AreaRecord, file_offset), 32);
+    assert_eq!(offset_of!(AreaRecord, path_offset), 56);
+    assert_eq!(offset_of!(AreaRecord, first_chunk), 64);
+    assert_eq!(offset_of!(ChunkRecord, file_offset), 16);
+    assert_eq!(offset_of!(ChunkRecord, codec), 32);
+    assert_eq!(offset_of!(ChunkRecord, crc), 36);
+}

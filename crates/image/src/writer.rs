@@ -26,7 +26,7 @@ use crate::format::{
     self, AreaKind, AreaRecord, ChunkRecord, DATA_OFFSET, Footer, Header, PAGE_SIZE, SectionEntry,
     area_flags, codec, header_flags, section_kind,
 };
-use crate::identity::Identity;
+pub use crate::identity::{Identity, VdsoIdentity};
 use crate::meta::{self, FdMeta, ProcessMeta, ThreadMeta};
 use crate::zstd_static::{self, StaticCctx};
 
@@ -68,8 +68,10 @@ fn io_err(what: &'static str) -> impl FnOnce(io::Error) -> WriteError {
 /// How to write an image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WriteOptions {
-    /// zstd level; `None` stores pages raw at page-aligned offsets so a
-    /// restart can map them instead of reading them.
+    /// zstd level (1..=22, or negative for zstd's fastest modes; 0, which
+    /// zstd reads as "its default", is refused so the level is explicit);
+    /// `None` stores pages raw at page-aligned offsets so a restart can map
+    /// them instead of reading them.
     pub compress_level: Option<i32>,
     /// Largest chunk, in bytes (a multiple of 4096): the unit of
     /// compression, checksumming and parallel restore.
@@ -109,6 +111,9 @@ pub struct Scratch {
     opts: WriteOptions,
     cctx: Option<StaticCctx>,
     out: Vec<u8>,
+    /// Raw mode: a chunk's copy, for chunks whose memory moved while being
+    /// written (see `Writer::recheck`).
+    bounce: Vec<u8>,
     areas: Vec<AreaRecord>,
     chunks: Vec<ChunkRecord>,
     strings: Vec<u8>,
@@ -129,6 +134,11 @@ impl Scratch {
         Ok(Scratch {
             opts: *opts,
             cctx,
+            bounce: if opts.compress_level.is_none() {
+                std::vec![0u8; opts.chunk_size]
+            } else {
+                Vec::new()
+            },
             out,
             // A typical process has a few hundred areas; a few thousand
             // chunks cover several GiB. Growing past this allocates, which
@@ -177,7 +187,9 @@ const IOV_BATCH: usize = 64;
 
 /// An image being written. Create with [`Writer::new`], add areas and
 /// sections in any order (areas by increasing address), then
-/// [`Writer::finish`].
+/// [`Writer::finish`]. A refused argument (an `Area` or `Section` error)
+/// leaves the writer usable; after an I/O or compression error drop it:
+/// the file is unfinished and readers refuse it.
 pub struct Writer<'s> {
     file: File,
     scratch: &'s mut Scratch,
@@ -339,16 +351,30 @@ impl<'s> Writer<'s> {
 
     /// Raw mode: the data region starts page-aligned and every chunk is a
     /// whole number of pages, so chunks land page-aligned without padding
-    /// and a run is written as one iovec straight from memory.
+    /// and runs are written in batches of iovecs straight from memory.
+    ///
+    /// The caller's own live memory (the checkpoint thread's stack, the
+    /// writer's tables) can change between checksumming and writing, so
+    /// after each batch every chunk's checksum is taken again; a chunk
+    /// whose memory moved is copied once into the bounce buffer and
+    /// rewritten from there, so the stored bytes always match their crc.
     fn write_runs_raw(&mut self, runs: &[&[u8]]) -> Result<(), WriteError> {
-        let chunk_size = self.scratch.opts.chunk_size;
         let mut iov = [IoSlice::new(&[]); IOV_BATCH];
         let mut n = 0;
         let mut next = self.pos;
-        for run in runs.iter().filter(|r| !r.is_empty()) {
-            for (i, piece) in run.chunks(chunk_size).enumerate() {
+        let mut batch_start = 0;
+        let mut batch_first_chunk = self.scratch.chunks.len();
+        let runs: &[&[u8]] = runs;
+        let nonempty = |i: usize| !runs[i].is_empty();
+        for ri in 0..runs.len() {
+            if !nonempty(ri) {
+                continue;
+            }
+            let run = runs[ri];
+            for (i, piece) in run.chunks(self.scratch.opts.chunk_size).enumerate() {
+                let addr = run.as_ptr() as u64 + (i * self.scratch.opts.chunk_size) as u64;
                 self.scratch.chunks.push(ChunkRecord {
-                    addr: run.as_ptr() as u64 + (i * chunk_size) as u64,
+                    addr,
                     len: piece.len() as u64,
                     file_offset: next,
                     stored_len: piece.len() as u64,
@@ -361,16 +387,46 @@ impl<'s> Writer<'s> {
             n += 1;
             if n == IOV_BATCH {
                 write_all_vectored(&self.file, &mut iov[..n]).map_err(io_err("writing pages"))?;
+                self.recheck(&runs[batch_start..=ri], batch_first_chunk)?;
                 n = 0;
+                batch_start = ri + 1;
+                batch_first_chunk = self.scratch.chunks.len();
             }
         }
         if n > 0 {
             write_all_vectored(&self.file, &mut iov[..n]).map_err(io_err("writing pages"))?;
+            self.recheck(&runs[batch_start..], batch_first_chunk)?;
         }
         let written = next - self.pos;
         self.pos = next;
         self.memory_bytes += written;
         self.stored_bytes += written;
+        Ok(())
+    }
+
+    /// Re-checksums the chunks of `runs` (recorded from `first_chunk` on)
+    /// after they were written; see [`Writer::write_runs_raw`].
+    fn recheck(&mut self, runs: &[&[u8]], first_chunk: usize) -> Result<(), WriteError> {
+        let chunk_size = self.scratch.opts.chunk_size;
+        let mut ci = first_chunk;
+        for run in runs.iter().filter(|r| !r.is_empty()) {
+            for piece in run.chunks(chunk_size) {
+                let now = crc32c::crc32c(piece);
+                if now != self.scratch.chunks[ci].crc {
+                    if self.scratch.bounce.len() < piece.len() {
+                        self.scratch.bounce.resize(chunk_size, 0);
+                    }
+                    let copy = &mut self.scratch.bounce[..piece.len()];
+                    copy.copy_from_slice(piece);
+                    let rec = &mut self.scratch.chunks[ci];
+                    rec.crc = crc32c::crc32c(copy);
+                    self.file
+                        .write_all_at(copy, rec.file_offset)
+                        .map_err(io_err("rewriting pages"))?;
+                }
+                ci += 1;
+            }
+        }
         Ok(())
     }
 
@@ -388,10 +444,13 @@ impl<'s> Writer<'s> {
                 let n = cctx
                     .compress(out, piece)
                     .map_err(|detail| WriteError::Compress { addr, detail })?;
+                // Incompressible: store it raw, from a copy, so that the
+                // crc and the bytes written are of the same moment.
                 let (stored, kind) = if n < piece.len() {
                     (&out[..n], codec::ZSTD)
                 } else {
-                    (piece, codec::RAW)
+                    out[..piece.len()].copy_from_slice(piece);
+                    (&out[..piece.len()], codec::RAW)
                 };
                 let record = ChunkRecord {
                     addr,

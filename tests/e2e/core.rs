@@ -1,0 +1,102 @@
+//! Core single-process checkpoint/restart (issue: core). Every test kills
+//! the program and its coordinator with SIGKILL, restarts from the image
+//! files in fresh processes and compares with an uninterrupted run.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hiber_e2e::{Env, assert_continuation};
+
+const T: Duration = Duration::from_secs(60);
+
+/// The uninterrupted reference run of `memory`.
+fn reference(env: &Env, prog: &std::path::Path, steps: &str) -> (String, Vec<u8>) {
+    let data = env.dir.join("ref.data");
+    let out = std::process::Command::new(prog)
+        .args([steps, "0"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    (
+        String::from_utf8(out.stdout).unwrap(),
+        std::fs::read(&data).unwrap(),
+    )
+}
+
+/// launch → wait → checkpoint → SIGKILL all → restart, `cycles` times;
+/// each restart is checkpointed and killed again before the next.
+fn kill_restart_cycles(name: &str, flags: &[&str], cycles: usize) {
+    let env = Env::new(name);
+    let prog = env.compile("memory", &[]);
+    let (full, ref_data) = reference(&env, &prog, "60");
+    let data = env.dir.join("run.data");
+    let data_s = data.to_str().unwrap();
+
+    let mut child = env.launch(flags, &prog, &["60", "40", data_s], "run0.out");
+    env.wait_lines("run0.out", 8, T);
+    let mut images: Vec<PathBuf> = env.checkpoint(&[]);
+    assert_eq!(images.len(), 1, "one process, one image: {images:?}");
+    env.wait_lines("run0.out", env.read("run0.out").lines().count() + 3, T);
+    env.kill_all(&mut [&mut child]);
+    let mut before = env.read("run0.out");
+    let mut outputs = Vec::new();
+
+    for cycle in 1..=cycles {
+        let out = format!("run{cycle}.out");
+        let mut r = env.restart(&images, &out);
+        if cycle < cycles {
+            // Checkpoint the restarted process again, then kill it too.
+            env.wait_lines(&out, 4, T);
+            images = env.checkpoint(&[]);
+            env.wait_lines(&out, env.read(&out).lines().count() + 2, T);
+            env.kill_all(&mut [&mut r]);
+            outputs.push((before.clone(), env.read(&out)));
+            before = String::new();
+        } else {
+            let st = env.wait(&mut r, T);
+            assert!(st.success(), "restarted program failed: {st:?}");
+            outputs.push((before.clone(), env.read(&out)));
+        }
+    }
+    // Every restarted run continues exactly where its image was taken.
+    let n = outputs.len();
+    for (i, (before, restarted)) in outputs.iter().enumerate() {
+        assert_continuation(&full, before, restarted, i + 1 == n);
+    }
+    assert!(
+        outputs[n - 1].1.contains("done file"),
+        "program did not finish"
+    );
+    assert_eq!(
+        std::fs::read(&data).unwrap(),
+        ref_data,
+        "the file the program wrote differs"
+    );
+}
+
+#[test]
+fn memory_kill_restart_compressed() {
+    kill_restart_cycles("mem-z", &[], 2);
+}
+
+#[test]
+fn memory_kill_restart_uncompressed() {
+    kill_restart_cycles("mem-raw", &["--no-compress"], 2);
+}
+
+#[test]
+fn checkpoint_then_keep_running() {
+    let env = Env::new("keep");
+    let prog = env.compile("memory", &[]);
+    let (full, ref_data) = reference(&env, &prog, "40");
+    let data = env.dir.join("run.data");
+    let mut child = env.launch(&[], &prog, &["40", "20", data.to_str().unwrap()], "run.out");
+    env.wait_lines("run.out", 5, T);
+    env.checkpoint(&[]);
+    env.checkpoint(&["--no-compress"]);
+    let st = env.wait(&mut child, T);
+    assert!(st.success());
+    assert_eq!(env.read("run.out"), full);
+    assert_eq!(std::fs::read(&data).unwrap(), ref_data);
+}
