@@ -80,6 +80,8 @@ pub struct Env {
     pub dir: PathBuf,
     pub port: u16,
     name: String,
+    /// Run every hiber command as this (uid, gid) instead of ourselves.
+    pub user: Option<(u32, u32)>,
 }
 
 impl Env {
@@ -102,6 +104,7 @@ impl Env {
             dir,
             port,
             name: name.to_string(),
+            user: None,
         }
     }
 
@@ -117,6 +120,10 @@ impl Env {
             .env("HIBER_CKPT_DIR", &self.dir)
             .env_remove("LD_PRELOAD")
             .current_dir(&self.dir);
+        if let Some((uid, gid)) = self.user {
+            use std::os::unix::process::CommandExt;
+            c.uid(uid).gid(gid).env("HOME", &self.dir);
+        }
         c
     }
 
