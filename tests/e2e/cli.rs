@@ -11,6 +11,7 @@ const T: Duration = Duration::from_secs(60);
 
 fn reference(env: &Env, prog: &Path, steps: &str) -> String {
     let out = std::process::Command::new(prog)
+        .current_dir(&env.dir)
         .args([steps, "0"])
         .arg(env.dir.join("ref.data"))
         .output()

@@ -13,6 +13,7 @@ const T: Duration = Duration::from_secs(60);
 fn reference(env: &Env, prog: &std::path::Path, steps: &str) -> (String, Vec<u8>) {
     let data = env.dir.join("ref.data");
     let out = std::process::Command::new(prog)
+        .current_dir(&env.dir)
         .args([steps, "0"])
         .arg(&data)
         .output()

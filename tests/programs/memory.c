@@ -3,9 +3,14 @@
  * uninterrupted run and a checkpointed/restarted run must print the same
  * lines. Usage: memory STEPS DELAY_MS OUTFILE */
 #define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <sys/stat.h>
 #include <sched.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,8 +23,17 @@
 static uint64_t hash = 1469598103934665603ULL;
 static void mix(uint64_t v) { hash = (hash ^ v) * 1099511628211ULL; }
 
-static volatile sig_atomic_t handled;
-static void on_usr1(int sig) { handled += sig; }
+static volatile sig_atomic_t handled, on_alt, usr2;
+static char altstack[64 * 1024];
+static void on_usr1(int sig) {
+    char here;
+    handled += sig;
+    on_alt = &here >= altstack && &here < altstack + sizeof altstack;
+}
+static void on_usr2(int sig) { usr2 += sig == SIGUSR2; }
+
+extern const ptrdiff_t __rseq_offset;
+extern const unsigned int __rseq_size;
 
 static char bss_buf[1 << 16];
 static int data_val = 42;
@@ -32,7 +46,25 @@ int main(int argc, char **argv) {
 
     struct sigaction sa = {0};
     sa.sa_handler = on_usr1;
+    sa.sa_flags = SA_ONSTACK;
     sigaction(SIGUSR1, &sa, NULL);
+    stack_t ss = {.ss_sp = altstack, .ss_size = sizeof altstack};
+    sigaltstack(&ss, NULL);
+    /* a blocked signal stays pending across checkpoints until the end */
+    struct sigaction sa2 = {0};
+    sa2.sa_handler = on_usr2;
+    sigaction(SIGUSR2, &sa2, NULL);
+    sigset_t blk;
+    sigemptyset(&blk);
+    sigaddset(&blk, SIGUSR2);
+    sigprocmask(SIG_BLOCK, &blk, NULL);
+    raise(SIGUSR2);
+    /* umask, cwd and a directory fd must come back */
+    umask(027);
+    mkdir("memory.cwd", 0755);
+    chdir("memory.cwd");
+    int dfd = open(".", O_RDONLY | O_DIRECTORY);
+    int nullfd = open("/dev/null", O_WRONLY);
 
     /* heap, small and large (mmap-backed) */
     unsigned char *small = malloc(4096);
@@ -67,6 +99,7 @@ int main(int argc, char **argv) {
     }
     char *brk0 = sbrk(0);
 
+    int sleep_ok = 1;
     for (int step = 0; step < steps; step++) {
         unsigned char stackbuf[4096];
         memset(stackbuf, step, sizeof stackbuf);
@@ -97,7 +130,29 @@ int main(int argc, char **argv) {
         int brk_ok = p1 == p0 && sbrk(0) == p0 + 4096 && p0 >= brk0;
         if (brk_ok) p1[0] = (char)step;
 
+        /* rseq still registered for this thread: re-registering is EBUSY */
+        int rseq_ok = 1;
+        if (__rseq_size > 0) {
+            void *area = (char *)__builtin_thread_pointer() + __rseq_offset;
+            long r = syscall(SYS_rseq, area, 32, 0, 0x53053053);
+            rseq_ok = r == -1 && errno == EBUSY;
+        }
+        /* struct pthread's tid is this thread's real tid */
+        clockid_t cid;
+        struct timespec ct;
+        int tid_ok = pthread_getcpuclockid(pthread_self(), &cid) == 0 && clock_gettime(cid, &ct) == 0;
+        /* umask, cwd, directory fd, /dev/null */
+        mode_t um = umask(027);
+        char cwd[4096];
+        int fs_ok = um == 027 && getcwd(cwd, sizeof cwd) && strstr(cwd, "/memory.cwd") != NULL;
+        struct stat st;
+        fs_ok = fs_ok && fstat(dfd, &st) == 0 && S_ISDIR(st.st_mode) && write(nullfd, "x", 1) == 1;
+        sigset_t pend;
+        sigpending(&pend);
+        int pend_ok = sigismember(&pend, SIGUSR2);
+
         mix(step);
+        mix((uint64_t)on_alt);
         for (int i = 0; i < 4096; i += 512) mix(small[i]);
         for (size_t i = 0; i < big_len; i += 4096 * 37) mix(big[i]);
         for (int i = 0; i < 64; i++) mix(anon[i * 4096]);
@@ -108,13 +163,19 @@ int main(int argc, char **argv) {
         mix(stackbuf[17]);
         mix((uint64_t)data_val);
         mix((uint64_t)handled);
+        /* a checkpoint during the sleep must not show up as EINTR */
+        struct timespec d = {delay / 1000, (long)(delay % 1000) * 1000000L};
+        if (delay > 0 && nanosleep(&d, NULL) != 0) sleep_ok = 0;
         fprintf(out, "step %d %016llx\n", step, (unsigned long long)hash);
         fflush(out);
-        printf("step %d hash %016llx clock %d cpu %d brk %d\n", step, (unsigned long long)hash, clock_ok, cpu_ok,
-               brk_ok);
-        usleep(delay * 1000);
+        printf("step %d hash %016llx clock %d cpu %d brk %d rseq %d tid %d fs %d pending %d alt %d sleep %d\n", step,
+               (unsigned long long)hash, clock_ok, cpu_ok, brk_ok, rseq_ok, tid_ok, fs_ok, pend_ok, (int)on_alt,
+               sleep_ok);
+        fflush(stdout);
     }
     fclose(out);
+    sigprocmask(SIG_UNBLOCK, &blk, NULL);
+    printf("usr2 %d\n", (int)usr2);
     /* the output file's content, read back through a fresh open */
     FILE *in = fopen(outfile, "r");
     int c;

@@ -366,7 +366,11 @@ fn threads_meta() -> Vec<ThreadMeta> {
                 altstack_size: s.alt_size.load(Relaxed),
                 altstack_flags: s.alt_flags.load(Relaxed),
                 sigmask: s.sigmask(),
-                pending: 0,
+                pending: {
+                    let p = thread_pending(tid);
+                    s.pending.store(p, Relaxed);
+                    p
+                },
                 rip,
                 rsp,
             }
@@ -383,15 +387,28 @@ fn threads_meta() -> Vec<ThreadMeta> {
     out
 }
 
-fn shared_pending() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+fn status_mask(path: &str, field: &str) -> u64 {
+    std::fs::read_to_string(path)
         .ok()
         .and_then(|s| {
             s.lines()
-                .find_map(|l| l.strip_prefix("ShdPnd:"))
+                .find_map(|l| l.strip_prefix(field))
                 .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
         })
         .unwrap_or(0)
+}
+
+/// Signals pending for the whole process (bit n-1 = signal n).
+fn shared_pending() -> u64 {
+    status_mask("/proc/self/status", "ShdPnd:") & !ckpt_signal_bit()
+}
+
+fn thread_pending(tid: u32) -> u64 {
+    status_mask(&format!("/proc/self/task/{tid}/status"), "SigPnd:") & !ckpt_signal_bit()
+}
+
+fn ckpt_signal_bit() -> u64 {
+    1u64 << (config::get().ckpt_signal - 1)
 }
 
 fn process_meta() -> Result<ProcessMeta, String> {

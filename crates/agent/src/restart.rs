@@ -54,6 +54,7 @@ fn restart() -> Option<Connection> {
         warnings.extend(state::fs::restore(&process.cwd, process.umask));
         warnings.extend(state::limits::restore(&process.rlimits));
         warnings.extend(state::signals::restore(&process.sigactions));
+        state::signals::repost_pending(process.pending_signals);
     } else {
         warnings.push("the image holds no saved process state".into());
     }

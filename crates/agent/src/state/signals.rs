@@ -40,3 +40,26 @@ pub fn restore(actions: &[SigAction]) -> Vec<String> {
     }
     warnings
 }
+
+/// Raises again the signals that were pending at the checkpoint: for the
+/// process, then for each recreated thread (at its new tid). They are
+/// blocked wherever they were pending, so they wait, as before, until the
+/// program unblocks them. Real-time payloads are not preserved.
+pub fn repost_pending(process: u64) {
+    let pid = hiber_sys::getpid();
+    for sig in 1..=64u32 {
+        if process & (1 << (sig - 1)) != 0 {
+            // SAFETY: kill on ourselves with a signal that was pending.
+            unsafe { libc::kill(pid as i32, sig as i32) };
+        }
+    }
+    for s in crate::threads::suspend::slots() {
+        let p = s.pending.load(std::sync::atomic::Ordering::Relaxed);
+        let tid = s.new_tid.load(std::sync::atomic::Ordering::Relaxed);
+        for sig in 1..=64u32 {
+            if tid != 0 && p & (1 << (sig - 1)) != 0 {
+                let _ = hiber_sys::tgkill(pid, tid, sig);
+            }
+        }
+    }
+}

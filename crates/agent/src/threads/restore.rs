@@ -134,6 +134,7 @@ extern "C" fn main_thread_restart() -> ! {
         }
     }
     per_thread_state(main);
+    main.new_tid.store(hiber_sys::gettid(), Relaxed);
     RECREATED.store(1, Relaxed);
 
     let stacks = STACKS[0].load(Relaxed);
@@ -155,8 +156,9 @@ extern "C" fn main_thread_restart() -> ! {
                 i as u64,
             )
         };
-        if let Err(e) = r {
-            fail("cannot recreate a thread", e.into_raw() as u64);
+        match r {
+            Ok(tid) => s.new_tid.store(tid, Relaxed),
+            Err(e) => fail("cannot recreate a thread", e.into_raw() as u64),
         }
         RECREATED.fetch_add(1, Relaxed);
     }

@@ -31,6 +31,10 @@ pub struct Slot {
     pub alt_sp: AtomicU64,
     pub alt_size: AtomicU64,
     pub alt_flags: AtomicU32,
+    /// Signals pending for this thread only (read by the checkpoint thread).
+    pub pending: AtomicU64,
+    /// The thread's kernel tid after a restart.
+    pub new_tid: AtomicU32,
 }
 
 impl Slot {
@@ -45,6 +49,8 @@ impl Slot {
             alt_sp: AtomicU64::new(0),
             alt_size: AtomicU64::new(0),
             alt_flags: AtomicU32::new(0),
+            pending: AtomicU64::new(0),
+            new_tid: AtomicU32::new(0),
         }
     }
 
