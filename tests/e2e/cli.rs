@@ -10,7 +10,12 @@ use hiber_e2e::{Env, assert_continuation};
 const T: Duration = Duration::from_secs(60);
 
 fn reference(env: &Env, prog: &Path, steps: &str) -> String {
-    let out = std::process::Command::new(prog)
+    let mut cmd = std::process::Command::new(prog);
+    if let Some((uid, gid)) = env.user {
+        use std::os::unix::process::CommandExt;
+        cmd.uid(uid).gid(gid);
+    }
+    let out = cmd
         .current_dir(&env.dir)
         .args([steps, "0"])
         .arg(env.dir.join("ref.data"))
