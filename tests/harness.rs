@@ -82,6 +82,8 @@ pub struct Env {
     name: String,
     /// Run every hiber command as this (uid, gid) instead of ourselves.
     pub user: Option<(u32, u32)>,
+    /// Where this test's `hiber` is.
+    pub bin: PathBuf,
 }
 
 impl Env {
@@ -105,6 +107,7 @@ impl Env {
             port,
             name: name.to_string(),
             user: None,
+            bin: bin_dir(),
         }
     }
 
@@ -114,7 +117,7 @@ impl Env {
 
     /// A `hiber` command with this test's coordinator and cookie.
     pub fn cmd(&self) -> Command {
-        let mut c = Command::new(hiber());
+        let mut c = Command::new(self.bin.join("hiber"));
         c.env("HIBER_COORD", self.coord())
             .env("HIBER_COOKIE", self.dir.join("cookie"))
             .env("HIBER_CKPT_DIR", &self.dir)
@@ -125,6 +128,21 @@ impl Env {
             c.uid(uid).gid(gid).env("HOME", &self.dir);
         }
         c
+    }
+
+    /// Runs as `uid`/`gid` from now on, with private copies of the
+    /// binaries (the checkout may not be readable by that user).
+    pub fn become_user(&mut self, uid: u32, gid: u32) {
+        let bin = self.dir.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        for f in ["hiber", "libhiber.so", "hiber-restore"] {
+            std::fs::copy(bin_dir().join(f), bin.join(f)).unwrap();
+        }
+        for p in [&self.dir, &bin] {
+            std::os::unix::fs::chown(p, Some(uid), Some(gid)).unwrap();
+        }
+        self.bin = bin;
+        self.user = Some((uid, gid));
     }
 
     /// Compiles `tests/programs/<name>.c` into the test directory.
@@ -162,8 +180,7 @@ impl Env {
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
-        let out = self.cmd().args(args).output().unwrap();
-        out
+        self.cmd().args(args).output().unwrap()
     }
 
     /// `hiber checkpoint`; panics with its stderr on failure. Returns image paths.

@@ -2,6 +2,8 @@
 //! coordinators, concurrent requests, interval checkpoints, JSON output,
 //! unprivileged use.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -280,8 +282,7 @@ fn unprivileged_user_cycle() {
             String::from_utf8_lossy(&o.stdout).trim().parse().unwrap()
         };
         let (uid, gid) = (id("-u"), id("-g"));
-        std::os::unix::fs::chown(&env.dir, Some(uid), Some(gid)).unwrap();
-        env.user = Some((uid, gid));
+        env.become_user(uid, gid);
     }
     let prog = env.compile("memory", &[]);
     let full = reference(&env, &prog, "50");

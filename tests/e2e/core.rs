@@ -2,6 +2,8 @@
 //! the program and its coordinator with SIGKILL, restarts from the image
 //! files in fresh processes and compares with an uninterrupted run.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 use std::path::PathBuf;
 use std::time::Duration;
 

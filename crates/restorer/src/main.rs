@@ -45,6 +45,10 @@ const USER_TOP: u64 = 0x7fff_ffff_f000;
 /// Exit status when the restore fails before the program runs again.
 const EXIT_FAILED: i32 = 111;
 
+/// The process entry point.
+///
+/// # Safety
+/// Only the kernel calls it, with the initial stack.
 #[unsafe(naked)]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn _start() -> ! {
@@ -256,7 +260,7 @@ fn read_exact(fd: i32, mut addr: u64, mut len: u64, mut off: u64) {
 unsafe fn plan_areas(plan: u64, hdr: &PlanHeader) -> &'static [PlanArea] {
     let size = core::mem::size_of::<PlanArea>() as u64;
     let end = hdr.areas_off.checked_add(u64::from(hdr.n_areas) * size);
-    if end.is_none_or(|e| e > hdr.total_len) || hdr.areas_off % 8 != 0 {
+    if end.is_none_or(|e| e > hdr.total_len) || !hdr.areas_off.is_multiple_of(8) {
         die("restore plan: area table out of bounds", hdr.areas_off);
     }
     // SAFETY: bounds and alignment checked above; the memory stays mapped
@@ -274,7 +278,7 @@ unsafe fn plan_areas(plan: u64, hdr: &PlanHeader) -> &'static [PlanArea] {
 unsafe fn plan_sources(plan: u64, hdr: &PlanHeader) -> &'static [PlanSource] {
     let size = core::mem::size_of::<PlanSource>() as u64;
     let end = hdr.sources_off.checked_add(u64::from(hdr.n_sources) * size);
-    if end.is_none_or(|e| e > hdr.total_len) || hdr.sources_off % 8 != 0 {
+    if end.is_none_or(|e| e > hdr.total_len) || !hdr.sources_off.is_multiple_of(8) {
         die("restore plan: source table out of bounds", hdr.sources_off);
     }
     // SAFETY: bounds and alignment checked above.

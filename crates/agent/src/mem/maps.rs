@@ -85,6 +85,7 @@ pub fn read_self() -> Result<Vec<Mapping>, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

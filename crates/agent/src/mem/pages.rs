@@ -194,7 +194,14 @@ pub unsafe fn nonzero_runs(start: u64, end: u64, out: &mut Vec<(u64, u64)>) {
     }
 }
 
+impl Scanner {
+    pub fn raw_fd(&self) -> i32 {
+        self.pagemap.as_raw_fd()
+    }
+}
+
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -220,11 +227,5 @@ mod tests {
         let mut present = Vec::new();
         sc.present(base, base + len as u64, &mut present);
         assert!(present.iter().any(|&(a, b)| a <= base && base < b));
-    }
-}
-
-impl Scanner {
-    pub fn raw_fd(&self) -> i32 {
-        self.pagemap.as_raw_fd()
     }
 }

@@ -36,6 +36,7 @@ pub fn save() -> Result<MmLayout, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     #[test]
     fn reads_own_layout() {

@@ -1,0 +1,377 @@
+#!/usr/bin/env bash
+# Checkpoint/restart benchmark for hiber.
+#
+#   bash bench/run.sh                      # sizes 64 256 1024 MiB (+ the 1 MiB case)
+#   SIZES="64" REPS=1 bash bench/run.sh    # quick run
+#
+# Environment:
+#   SIZES       process sizes in MiB (default "64 256 1024"); the 1 MiB case
+#               (TINY, default 1; TINY= to skip) always runs first
+#   REPS        repetitions of every measurement; medians are reported (3)
+#   BENCH_DIR   where the images and the dd files go (default: $TMPDIR or /tmp)
+#   BENCH_DOC   Markdown report to write (default docs/PERFORMANCE.md; "-" = none)
+#   HIBER_BIN_DIR  directory holding hiber, libhiber.so, hiber-restore
+#               (default $CARGO_TARGET_DIR/release, else target/release)
+#
+# Every scenario uses its own coordinator (started with --port 0, so the port
+# is free and unique), a cookie in a private temporary directory, and cleans
+# its processes and files up afterwards. Timings are wall clock (bash
+# $EPOCHREALTIME, microseconds). See docs/PERFORMANCE.md for what each
+# number means.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SIZES=${SIZES:-"64 256 1024"}
+TINY=${TINY-1}
+REPS=${REPS:-3}
+BIN=${HIBER_BIN_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/release}
+HIBER=$BIN/hiber
+DOC=${BENCH_DOC:-$ROOT/docs/PERFORMANCE.md}
+BASE=${BENCH_DIR:-${TMPDIR:-/tmp}}
+
+for f in hiber libhiber.so hiber-restore; do
+    [[ -e $BIN/$f ]] || { echo "bench: $BIN/$f is missing: run cargo build --release first" >&2; exit 1; }
+done
+[[ ${BASH_VERSINFO[0]} -ge 5 ]] || { echo "bench: needs bash >= 5 (EPOCHREALTIME)" >&2; exit 1; }
+
+T=$(mktemp -d "$BASE/hiber-bench.XXXXXX")
+export HIBER_COOKIE=$T/cookie
+unset HIBER_COORD HIBER_CKPT_DIR LD_PRELOAD HIBER_DEBUG
+cc -O2 -Wall -o "$T/alloc" "$ROOT/bench/alloc.c"
+
+# A FIFO nobody writes to: `read -t` on it is a fork-free sleep.
+mkfifo "$T/sleep.fifo"
+exec {SLEEP_FD}<>"$T/sleep.fifo"
+msleep1() { read -r -t 0.001 -u "$SLEEP_FD" _ || true; }
+
+now_us() { local t=$EPOCHREALTIME; NOW=${t/./}; }
+
+COORD= PROG_PID= RESTART_PID= RESTORED_PID= OUT_FD=
+
+cleanup() {
+    if [[ -n $RESTORED_PID ]]; then kill -9 "$RESTORED_PID" 2>/dev/null || true; fi
+    if [[ -n $PROG_PID ]]; then kill -9 "$PROG_PID" 2>/dev/null || true; fi
+    if [[ -n $RESTART_PID ]]; then kill -9 "$RESTART_PID" 2>/dev/null || true; fi
+    wait 2>/dev/null || true
+    if [[ -n $COORD ]]; then "$HIBER" quit --coord "$COORD" >/dev/null 2>&1 || true; fi
+    if [[ -n $OUT_FD ]]; then exec {OUT_FD}<&-; fi
+    COORD= PROG_PID= RESTART_PID= RESTORED_PID= OUT_FD=
+}
+trap 'cleanup; rm -rf "$T"' EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------- results --
+declare -A R          # R[key] = space-separated samples (ms, or bytes)
+add() { R[$1]="${R[$1]:-}${R[$1]:+ }$2"; }
+median() { # median of the samples of key $1 ("-" if none)
+    local v=${R[$1]:-}
+    [[ -z $v ]] && { echo -; return; }
+    tr ' ' '\n' <<<"$v" | sort -g | awk '{a[NR]=$1} END {
+        m = (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2; print m }'
+}
+fmt() { awk -v x="$1" -v d="${2:-1}" 'BEGIN { if (x == "-") print "-"; else printf "%.*f\n", d, x }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2f\n", a / b }'; }
+us2ms() { awk -v x="$1" 'BEGIN { printf "%.1f\n", x / 1000 }'; }
+
+# ------------------------------------------------------ the program's log --
+# The program appends lines to $OUT; OUT_FD reads them as they come.
+LINE= GAPS=()
+next_line() { # reads one complete line into LINE (gap lines also go to GAPS); 1 if none yet
+    local l
+    if IFS= read -r -u "$OUT_FD" l; then
+        LINE=${PARTIAL:-}$l; PARTIAL=
+        [[ $LINE == gap* ]] && GAPS+=("$LINE")
+        return 0
+    fi
+    PARTIAL=${PARTIAL:-}$l
+    return 1
+}
+drain() { while next_line; do :; done; }
+# wait_for KIND MIN_T_US TIMEOUT_S: the first line "KIND ..." whose time
+# (last field) is >= MIN_T_US; polls every millisecond. Sets LINE and SEEN
+# (when the bench saw it).
+wait_for() {
+    local kind=$1 min=$2 deadline
+    now_us; deadline=$((NOW + $3 * 1000000))
+    while :; do
+        if next_line; then
+            local f=($LINE)
+            if [[ ${f[0]} == "$kind" && ${f[-1]} -ge $min ]]; then now_us; SEEN=$NOW; return 0; fi
+            continue
+        fi
+        now_us
+        ((NOW < deadline)) || { echo "bench: no '$kind' line after $3 s (see $OUT)" >&2; return 1; }
+        msleep1
+    done
+}
+
+# ------------------------------------------------------------- scenarios --
+fresh_coordinator() {
+    COORD=$("$HIBER" coordinator --port 0 --daemon --ckpt-dir "$T")
+}
+
+ddbench() { # ddbench MiB: dd with and without fdatasync
+    local n=$1 i t0
+    for ((i = 0; i < REPS; i++)); do
+        rm -f "$T/ddtest"; sync
+        now_us; t0=$NOW
+        dd if=/dev/zero of="$T/ddtest" bs=1M count="$n" conv=fdatasync status=none
+        now_us; add "$n:dd_sync" "$(us2ms $((NOW - t0)))"
+        rm -f "$T/ddtest"; sync
+        now_us; t0=$NOW
+        dd if=/dev/zero of="$T/ddtest" bs=1M count="$n" status=none
+        now_us; add "$n:dd_plain" "$(us2ms $((NOW - t0)))"
+    done
+    rm -f "$T/ddtest"; sync
+}
+
+MODES="comp-sync comp-nosync raw-sync raw-nosync"
+mode_flags() {
+    case $1 in
+    comp-sync) echo "" ;;
+    comp-nosync) echo "--no-sync" ;;
+    raw-sync) echo "--no-compress" ;;
+    raw-nosync) echo "--no-compress --no-sync" ;;
+    esac
+}
+
+scenario() { # scenario MiB
+    local n=$1 mode i t0 t1 img
+    echo "== $n MiB" >&2
+    fresh_coordinator
+    OUT=$T/out.$n
+    : >"$OUT"
+    exec {OUT_FD}<"$OUT"
+    PARTIAL=
+    "$HIBER" launch --coord "$COORD" --ckpt-dir "$T/img" "$T/alloc" "$n" "$OUT" \
+        </dev/null >"$T/prog.log" 2>&1 &
+    PROG_PID=$!
+    wait_for ready 0 $((30 + n / 8))
+
+    # Checkpoints: time of `hiber checkpoint` and the stall the program saw.
+    for mode in $MODES; do
+        local dir=$T/img-$mode
+        mkdir -p "$dir"
+        for ((i = 0; i < REPS; i++)); do
+            rm -f "$dir"/*.hiber; sync
+            drain; GAPS=()
+            now_us; t0=$NOW
+            # shellcheck disable=SC2046
+            "$HIBER" checkpoint --coord "$COORD" --ckpt-dir "$dir" $(mode_flags "$mode") >"$T/ckpt.out"
+            now_us; t1=$NOW
+            img=$(head -n1 "$T/ckpt.out")
+            [[ -f $img ]] || { echo "bench: checkpoint printed no image" >&2; exit 1; }
+            wait_for tick "$t1" 10 # the program ran after the checkpoint returned
+            local g max=0
+            for g in "${GAPS[@]}"; do
+                local f=($g)
+                [[ ${f[0]} == gap ]] || continue
+                # a gap line is stamped when the program ran again
+                if ((f[2] >= t0 && f[2] - f[1] <= t1 + 1000 && f[1] > max)); then max=${f[1]}; fi
+            done
+            add "$n:$mode:ckpt" "$(us2ms $((t1 - t0)))"
+            add "$n:$mode:pause" "$(us2ms "$max")"
+            add "$n:$mode:size" "$(stat -c %s "$img")"
+        done
+        echo "   checkpoint $mode: $(median "$n:$mode:ckpt") ms" >&2
+        # keep the durable images for the restarts
+        if [[ $mode == *-nosync ]]; then rm -rf "$dir"; fi
+    done
+    kill -9 "$PROG_PID"; wait "$PROG_PID" 2>/dev/null || true; PROG_PID=
+    drain
+
+    # Restarts: from `hiber restart` until the restarted program's first
+    # wake-up (it stamps the "gap" line with the time it ran again).
+    for mode in comp-sync raw-sync; do
+        img=$(ls "$T/img-$mode"/*.hiber)
+        for ((i = 0; i < REPS; i++)); do
+            sync
+            drain
+            now_us; t0=$NOW
+            "$HIBER" restart --coord "$COORD" "$img" </dev/null >"$T/restart.log" 2>&1 &
+            RESTART_PID=$!
+            wait_for gap "$t0" 60
+            local f=($LINE)
+            add "$n:$mode:restart" "$(us2ms $((f[2] - t0)))"
+            add "$n:$mode:restart_seen" "$(us2ms $((SEEN - t0)))"
+            RESTORED_PID=$(cat "/proc/$RESTART_PID/task/$RESTART_PID/children")
+            RESTORED_PID=${RESTORED_PID%% *}
+            if ((i == REPS - 1)); then # the memory came back intact?
+                now_us; t1=$NOW
+                kill -USR1 "$RESTORED_PID"
+                wait_for verify "$t1" $((30 + n / 8))
+                f=($LINE)
+                R["$n:$mode:verify"]=${f[1]}
+            fi
+            kill -9 "$RESTORED_PID"; RESTORED_PID=
+            wait "$RESTART_PID" 2>/dev/null || true; RESTART_PID=
+        done
+        echo "   restart $mode: $(median "$n:$mode:restart") ms (verify ${R[$n:$mode:verify]})" >&2
+    done
+    cleanup
+    rm -rf "$T"/img* "$OUT"
+    ddbench "$n"
+    echo "   dd fdatasync $(median "$n:dd_sync") ms, plain $(median "$n:dd_plain") ms" >&2
+}
+
+# ------------------------------------------------------------------ run --
+now_us; START=$NOW
+ALL_SIZES="${TINY:+$TINY }$SIZES"
+for n in $ALL_SIZES; do scenario "$n"; done
+now_us; ELAPSED=$(awk -v x=$((NOW - START)) 'BEGIN { printf "%.0f", x / 1e6 }')
+
+# ---------------------------------------------------------------- report --
+mib() { awk -v x="$1" 'BEGIN { if (x == "-") print "-"; else printf "%.1f\n", x / 1048576 }'; }
+cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+mem=$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
+fs=$(df -T "$T" | awk 'NR == 2 { print $2 " (" $1 ", mounted on " $7 ")" }')
+machine="$(nproc) CPUs ($cpu), $mem RAM, Linux $(uname -r), bench directory on $fs"
+when=$(date -u '+%Y-%m-%d %H:%M UTC')
+load=$(cut -d' ' -f1-3 /proc/loadavg)
+
+tables() {
+    echo "### Checkpoint (\`hiber checkpoint\`, wall clock; pause = longest stall the program saw)"
+    echo
+    echo "| size | mode | checkpoint ms | pause ms | image MiB |"
+    echo "|---:|---|---:|---:|---:|"
+    for n in $ALL_SIZES; do
+        for mode in $MODES; do
+            echo "| $n MiB | $mode | $(fmt "$(median "$n:$mode:ckpt")") | $(fmt "$(median "$n:$mode:pause")") | $(mib "$(median "$n:$mode:size")") |"
+        done
+    done
+    echo
+    echo "### Restart (\`hiber restart\` until the restarted program runs again)"
+    echo
+    echo "| size | image | restart ms | seen by the bench ms | memory verified |"
+    echo "|---:|---|---:|---:|---|"
+    for n in $ALL_SIZES; do
+        for mode in comp-sync raw-sync; do
+            local name=compressed
+            if [[ $mode == raw* ]]; then name=uncompressed; fi
+            echo "| $n MiB | $name | $(fmt "$(median "$n:$mode:restart")") | $(fmt "$(median "$n:$mode:restart_seen")") | ${R[$n:$mode:verify]:-?} |"
+        done
+    done
+    echo
+    echo "### dd to the same directory, same byte count, and ratios"
+    echo
+    echo "| size | dd fdatasync ms | dd plain ms | durable ckpt / dd fdatasync (raw, comp) | --no-sync ckpt / plain dd (raw, comp) | restart / plain dd (raw, comp) |"
+    echo "|---:|---:|---:|---|---|---|"
+    for n in $ALL_SIZES; do
+        local ds dp
+        ds=$(median "$n:dd_sync"); dp=$(median "$n:dd_plain")
+        echo "| $n MiB | $(fmt "$ds") | $(fmt "$dp") | $(ratio "$(median "$n:raw-sync:ckpt")" "$ds"), $(ratio "$(median "$n:comp-sync:ckpt")" "$ds") | $(ratio "$(median "$n:raw-nosync:ckpt")" "$dp"), $(ratio "$(median "$n:comp-nosync:ckpt")" "$dp") | $(ratio "$(median "$n:raw-sync:restart")" "$dp"), $(ratio "$(median "$n:comp-sync:restart")" "$dp") |"
+    done
+}
+
+verdict() { # verdict MEASURED LIMIT
+    awk -v m="$1" -v l="$2" 'BEGIN { if (m == "-") print "n/a"; else if (m <= l) print "**pass**"; else printf "**FAIL** (%+.0f%%)\n", (m / l - 1) * 100 }'
+}
+targets() {
+    local big=1024 t=${TINY:-}
+    [[ " $SIZES " == *" 1024 "* ]] || big=$(tr ' ' '\n' <<<"$SIZES" | sort -n | tail -1)
+    local ds dp a b c
+    ds=$(median "$big:dd_sync"); dp=$(median "$big:dd_plain")
+    echo "| target | limit | measured | result |"
+    echo "|---|---|---|---|"
+    a=$(ratio "$(median "$big:raw-sync:ckpt")" "$ds")
+    b=$(ratio "$(median "$big:raw-nosync:ckpt")" "$dp")
+    c=$(ratio "$(median "$big:raw-sync:restart")" "$dp")
+    echo "| $big MiB uncompressed durable checkpoint | ≤ 1.2 × dd fdatasync ($(fmt "$ds") ms → ≤ $(awk -v d="$ds" 'BEGIN{printf "%.0f", d*1.2}') ms) | $(fmt "$(median "$big:raw-sync:ckpt")") ms = $a × | $(verdict "$a" 1.2) |"
+    echo "| $big MiB uncompressed \`--no-sync\` checkpoint | ≤ 1.5 × plain dd ($(fmt "$dp") ms → ≤ $(awk -v d="$dp" 'BEGIN{printf "%.0f", d*1.5}') ms) | $(fmt "$(median "$big:raw-nosync:ckpt")") ms = $b × | $(verdict "$b" 1.5) |"
+    echo "| $big MiB uncompressed restart until running | ≤ 1.0 × plain dd ($(fmt "$dp") ms) | $(fmt "$(median "$big:raw-sync:restart")") ms = $c × | $(verdict "$c" 1.0) |"
+    if [[ -n $t ]]; then
+        echo "| $t MiB checkpoint (default: compressed, durable) | ≤ 50 ms | $(fmt "$(median "$t:comp-sync:ckpt")") ms | $(verdict "$(median "$t:comp-sync:ckpt")" 50) |"
+        echo "| $t MiB checkpoint \`--no-sync\` | ≤ 50 ms | $(fmt "$(median "$t:comp-nosync:ckpt")") ms | $(verdict "$(median "$t:comp-nosync:ckpt")" 50) |"
+        echo "| $t MiB restart until running (compressed image) | ≤ 50 ms | $(fmt "$(median "$t:comp-sync:restart")") ms | $(verdict "$(median "$t:comp-sync:restart")" 50) |"
+    fi
+}
+
+samples() {
+    local k
+    for k in $(printf '%s\n' "${!R[@]}" | sort -t: -k1,1n -k2); do
+        if [[ $k == *:verify ]]; then continue; fi
+        echo "    $k: ${R[$k]}"
+    done
+}
+
+echo
+echo "hiber benchmark — $machine"
+echo "$when, load average before the report $load, $REPS repetitions (medians), $ELAPSED s total"
+echo
+tables | sed 's/^### /## /'
+echo
+targets
+
+[[ $DOC == - ]] && exit 0
+MARK='<!-- Everything below this line is kept when bench/run.sh rewrites the file. -->'
+notes=
+if [[ -f $DOC ]]; then notes=$(awk -v m="$MARK" 'found { print } $0 == m { found = 1 }' "$DOC"); fi
+{
+    cat <<EOF
+# Performance
+
+Measured by \`bash bench/run.sh\` (this file is rewritten by it; edit only below the
+marker at the end).
+
+- Machine: $machine.
+- Run: $when; $REPS repetitions of every measurement, medians shown; whole run $ELAPSED s.
+  Load average at the end: $load.
+- Sizes: ${TINY:+$TINY MiB and }$SIZES MiB (\`SIZES="64 256 1024" bash bench/run.sh\`).
+
+## How to run
+
+    cargo build --release
+    bash bench/run.sh                     # ~ a few minutes; rewrites docs/PERFORMANCE.md
+    SIZES="64" REPS=1 BENCH_DOC=- bash bench/run.sh   # quick look, no report
+
+\`BENCH_DIR\` picks the directory for images and dd files (its filesystem matters),
+\`HIBER_BIN_DIR\` the build to measure.
+
+## What is measured
+
+The workload is \`bench/alloc.c\`: a single-threaded process with SIZE MiB of private
+anonymous memory, the first half xorshift pseudo-random bytes, the second half written
+with zeros (present pages, all zero, which hiber skips). It wakes every millisecond and
+appends a line to a log file; a wake-up more than 2 ms after the previous one is logged
+as a "gap" with its length and the time the program ran again.
+
+- **checkpoint**: wall clock around \`hiber checkpoint\` (returns when the image is
+  written and renamed) against a coordinator already running, for each mode:
+  compressed (default) or \`--no-compress\` ("raw"), durable (default, fsynced) or
+  \`--no-sync\`. The previous image is deleted and \`sync\` run before each measurement.
+- **pause**: the longest gap the program logged during the checkpoint (it includes up
+  to 1 ms of its own sleep).
+- **image**: the image file's size.
+- **restart**: from starting \`hiber restart IMAGE\` (coordinator already running,
+  image in the page cache) until the restarted program's first wake-up, as stamped by
+  the program itself (CLOCK_REALTIME); "seen by the bench" is when the bench's 1 ms
+  poll of the log saw that line. After the last repetition the program checks all of
+  its memory against the expected contents ("memory verified").
+- **dd**: \`dd if=/dev/zero of=DIR/ddtest bs=1M count=SIZE conv=fdatasync\` and the same
+  without \`conv=fdatasync\`, into the bench directory, after \`sync\`.
+
+## Targets
+
+Reference points on this machine kind (from the issue): DMTCP (no fsync) 1.6 s
+checkpoint / 0.85 s restart for 1 GiB and 0.41 s / 0.21 s for 1 MiB; CRIU (root, no
+fsync) 0.58 s / 0.61 s and 0.04 s / 0.03 s.
+
+$(targets)
+
+## Results
+
+$(tables)
+
+## All samples
+
+Milliseconds (sizes in bytes), in the order measured.
+
+$(samples)
+
+$MARK
+EOF
+    if [[ -n $notes ]]; then printf '%s\n' "$notes"; fi
+} >"$DOC.tmp"
+mv "$DOC.tmp" "$DOC"
+echo
+echo "wrote $DOC"
