@@ -103,3 +103,32 @@ fn checkpoint_then_keep_running() {
     assert_eq!(env.read("run.out"), full);
     assert_eq!(std::fs::read(&data).unwrap(), ref_data);
 }
+
+/// One launch → checkpoint → SIGKILL all → restart cycle of a program
+/// taking `STEPS DELAY_MS`, compared with an uninterrupted run.
+fn simple_cycle(name: &str, program: &str, steps: &str) {
+    let env = Env::new(name);
+    let prog = env.compile(program, &[]);
+    let out = std::process::Command::new(&prog)
+        .current_dir(&env.dir)
+        .args([steps, "0"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let full = String::from_utf8(out.stdout).unwrap();
+    let mut c = env.launch(&[], &prog, &[steps, "40"], "run.out");
+    env.wait_lines("run.out", 4, T);
+    let images = env.checkpoint(&[]);
+    env.wait_lines("run.out", env.read("run.out").lines().count() + 2, T);
+    env.kill_all(&mut [&mut c]);
+    let before = env.read("run.out");
+    let mut r = env.restart(&images, "restart.out");
+    let st = env.wait(&mut r, T);
+    assert!(st.success(), "{st:?}");
+    assert_continuation(&full, &before, &env.read("restart.out"), true);
+}
+
+#[test]
+fn program_blocking_and_ignoring_all_signals() {
+    simple_cycle("sigblock", "sigblock", "30");
+}

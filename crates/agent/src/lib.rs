@@ -12,7 +12,8 @@
 //! - `mem` — the memory map and the pages worth saving;
 //! - `threads::restore` — the restart entry and raw thread re-creation;
 //! - `restart` — the checkpoint thread's side of a restart;
-//! - `wrappers` — libc functions wrapped so a checkpoint is invisible.
+//! - `wrappers` — libc functions wrapped so a checkpoint is invisible;
+//! - `signals` — the checkpoint signal hidden from the program.
 //!
 //! The agent has its own allocator (`alloc`): its code may allocate while
 //! the program's threads are stopped, because a stopped thread can hold
@@ -25,6 +26,7 @@ mod fd;
 mod log;
 mod mem;
 mod restart;
+mod signals;
 mod state;
 mod threads;
 mod wrappers;

@@ -260,6 +260,10 @@ pub unsafe extern "C" fn pause() -> c_int {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sigsuspend(mask: *const libc::sigset_t) -> c_int {
     let f = real!("sigsuspend", SigsuspendFn);
+    let filtered = crate::signals::sigsuspend_mask(mask);
+    let mask = filtered
+        .as_ref()
+        .map_or(mask, |m| m as *const libc::sigset_t);
     // SAFETY: forwarded argument.
     retry_on_checkpoint!(unsafe { f(mask) })
 }

@@ -176,7 +176,7 @@ pub fn install(sig: u32) -> std::io::Result<()> {
         sa.sa_sigaction = handler as *const () as usize;
         sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
         libc::sigfillset(&mut sa.sa_mask);
-        if libc::sigaction(sig as c_int, &sa, std::ptr::null_mut()) != 0 {
+        if crate::signals::real_sigaction(sig as c_int, &sa, std::ptr::null_mut()) != 0 {
             return Err(std::io::Error::last_os_error());
         }
     }
