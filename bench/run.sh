@@ -8,6 +8,7 @@
 #   SIZES       process sizes in MiB (default "64 256 1024"); the 1 MiB case
 #               (TINY, default 1; TINY= to skip) always runs first
 #   REPS        repetitions of every measurement; medians are reported (3)
+#   WARMUP      unrecorded rounds before them (1): see "Noise" in the report
 #   BENCH_DIR   where the images and the dd files go (default: $TMPDIR or /tmp)
 #   BENCH_DOC   Markdown report to write (default docs/PERFORMANCE.md; "-" = none)
 #   HIBER_BIN_DIR  directory holding hiber, libhiber.so, hiber-restore
@@ -24,6 +25,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SIZES=${SIZES:-"64 256 1024"}
 TINY=${TINY-1}
 REPS=${REPS:-3}
+WARMUP=${WARMUP:-1}
 BIN=${HIBER_BIN_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/release}
 HIBER=$BIN/hiber
 DOC=${BENCH_DOC:-$ROOT/docs/PERFORMANCE.md}
@@ -38,6 +40,11 @@ T=$(mktemp -d "$BASE/hiber-bench.XXXXXX")
 export HIBER_COOKIE=$T/cookie
 unset HIBER_COORD HIBER_CKPT_DIR LD_PRELOAD HIBER_DEBUG
 cc -O2 -Wall -o "$T/alloc" "$ROOT/bench/alloc.c"
+# A private copy of the build, so a rebuild during the run cannot mix versions.
+mkdir "$T/bin"
+cp "$BIN/hiber" "$BIN/libhiber.so" "$BIN/hiber-restore" "$T/bin/"
+BUILD="$("$BIN/hiber" --version), built $(date -u -r "$BIN/libhiber.so" '+%Y-%m-%d %H:%M UTC')"
+HIBER=$T/bin/hiber
 
 # A FIFO nobody writes to: `read -t` on it is a fork-free sleep.
 mkfifo "$T/sleep.fifo"
@@ -63,6 +70,8 @@ trap 'exit 130' INT TERM
 # ---------------------------------------------------------------- results --
 declare -A R          # R[key] = space-separated samples (ms, or bytes)
 add() { R[$1]="${R[$1]:-}${R[$1]:+ }$2"; }
+# Warm-up rounds (i < 0) are kept apart (KEY:warmup) and left out of the medians.
+rec() { if ((i >= 0)); then add "$1" "$2"; else add "$1:warmup" "$2"; fi; }
 median() { # median of the samples of key $1 ("-" if none)
     local v=${R[$1]:-}
     [[ -z $v ]] && { echo -; return; }
@@ -112,15 +121,15 @@ fresh_coordinator() {
 
 ddbench() { # ddbench MiB: dd with and without fdatasync
     local n=$1 i t0
-    for ((i = 0; i < REPS; i++)); do
+    for ((i = -WARMUP; i < REPS; i++)); do
         rm -f "$T/ddtest"; sync
         now_us; t0=$NOW
         dd if=/dev/zero of="$T/ddtest" bs=1M count="$n" conv=fdatasync status=none
-        now_us; add "$n:dd_sync" "$(us2ms $((NOW - t0)))"
+        now_us; rec "$n:dd_sync" "$(us2ms $((NOW - t0)))"
         rm -f "$T/ddtest"; sync
         now_us; t0=$NOW
         dd if=/dev/zero of="$T/ddtest" bs=1M count="$n" status=none
-        now_us; add "$n:dd_plain" "$(us2ms $((NOW - t0)))"
+        now_us; rec "$n:dd_plain" "$(us2ms $((NOW - t0)))"
     done
     rm -f "$T/ddtest"; sync
 }
@@ -152,7 +161,7 @@ scenario() { # scenario MiB
     for mode in $MODES; do
         local dir=$T/img-$mode
         mkdir -p "$dir"
-        for ((i = 0; i < REPS; i++)); do
+        for ((i = -WARMUP; i < REPS; i++)); do
             rm -f "$dir"/*.hiber; sync
             drain; GAPS=()
             now_us; t0=$NOW
@@ -169,9 +178,9 @@ scenario() { # scenario MiB
                 # a gap line is stamped when the program ran again
                 if ((f[2] >= t0 && f[2] - f[1] <= t1 + 1000 && f[1] > max)); then max=${f[1]}; fi
             done
-            add "$n:$mode:ckpt" "$(us2ms $((t1 - t0)))"
-            add "$n:$mode:pause" "$(us2ms "$max")"
-            add "$n:$mode:size" "$(stat -c %s "$img")"
+            rec "$n:$mode:ckpt" "$(us2ms $((t1 - t0)))"
+            rec "$n:$mode:pause" "$(us2ms "$max")"
+            rec "$n:$mode:size" "$(stat -c %s "$img")"
         done
         echo "   checkpoint $mode: $(median "$n:$mode:ckpt") ms" >&2
         # keep the durable images for the restarts
@@ -184,7 +193,7 @@ scenario() { # scenario MiB
     # wake-up (it stamps the "gap" line with the time it ran again).
     for mode in comp-sync raw-sync; do
         img=$(ls "$T/img-$mode"/*.hiber)
-        for ((i = 0; i < REPS; i++)); do
+        for ((i = -WARMUP; i < REPS; i++)); do
             sync
             drain
             now_us; t0=$NOW
@@ -192,8 +201,8 @@ scenario() { # scenario MiB
             RESTART_PID=$!
             wait_for gap "$t0" 60
             local f=($LINE)
-            add "$n:$mode:restart" "$(us2ms $((f[2] - t0)))"
-            add "$n:$mode:restart_seen" "$(us2ms $((SEEN - t0)))"
+            rec "$n:$mode:restart" "$(us2ms $((f[2] - t0)))"
+            rec "$n:$mode:restart_seen" "$(us2ms $((SEEN - t0)))"
             RESTORED_PID=$(cat "/proc/$RESTART_PID/task/$RESTART_PID/children")
             RESTORED_PID=${RESTORED_PID%% *}
             if ((i == REPS - 1)); then # the memory came back intact?
@@ -215,10 +224,18 @@ scenario() { # scenario MiB
 }
 
 # ------------------------------------------------------------------ run --
+busy_s() { awk '/^cpu / { printf "%.2f\n", ($2 + $3 + $4 + $7 + $8 + $9) / 100 }' /proc/stat; }
+own_s() { # CPU seconds of this shell and its reaped children
+    times | awk '{ for (i = 1; i <= NF; i++) { split($i, a, /[ms]/); t += a[1] * 60 + a[2] } } END { printf "%.2f\n", t }'
+}
 now_us; START=$NOW
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
+BUSY0=$(busy_s) OWN0=$(own_s)
 ALL_SIZES="${TINY:+$TINY }$SIZES"
 for n in $ALL_SIZES; do scenario "$n"; done
 now_us; ELAPSED=$(awk -v x=$((NOW - START)) 'BEGIN { printf "%.0f", x / 1e6 }')
+OTHER=$(awk -v b0="$BUSY0" -v b1="$(busy_s)" -v o0="$OWN0" -v o1="$(own_s)" \
+    'BEGIN { x = (b1 - b0) - (o1 - o0); if (x < 0) x = 0; printf "%.1f", x }')
 
 # ---------------------------------------------------------------- report --
 mib() { awk -v x="$1" 'BEGIN { if (x == "-") print "-"; else printf "%.1f\n", x / 1048576 }'; }
@@ -289,14 +306,16 @@ targets() {
 samples() {
     local k
     for k in $(printf '%s\n' "${!R[@]}" | sort -t: -k1,1n -k2); do
-        if [[ $k == *:verify ]]; then continue; fi
+        if [[ $k == *:verify || $k == *size:warmup ]]; then continue; fi
         echo "    $k: ${R[$k]}"
     done
 }
 
 echo
 echo "hiber benchmark — $machine"
-echo "$when, load average before the report $load, $REPS repetitions (medians), $ELAPSED s total"
+echo "$BUILD"
+echo "$when, $REPS repetitions (medians) after $WARMUP warm-up, $ELAPSED s total;"
+echo "load average $LOAD0 at the start, $load at the end; other processes (and kernel threads) used $OTHER CPU-s meanwhile"
 echo
 tables | sed 's/^### /## /'
 echo
@@ -314,8 +333,11 @@ Measured by \`bash bench/run.sh\` (this file is rewritten by it; edit only below
 marker at the end).
 
 - Machine: $machine.
-- Run: $when; $REPS repetitions of every measurement, medians shown; whole run $ELAPSED s.
-  Load average at the end: $load.
+- Build: $BUILD (\`cargo build --release\`).
+- Run: $when; $REPS repetitions of every measurement after $WARMUP warm-up round(s),
+  medians shown; whole run $ELAPSED s. Load average $LOAD0 at the start, $load at the
+  end; CPU time used by other processes and kernel threads (writeback included) during the run: $OTHER s
+  (of $(awk -v e="$ELAPSED" -v c="$(nproc)" 'BEGIN { print e * c }') s available).
 - Sizes: ${TINY:+$TINY MiB and }$SIZES MiB (\`SIZES="64 256 1024" bash bench/run.sh\`).
 
 ## How to run
@@ -349,6 +371,21 @@ as a "gap" with its length and the time the program ran again.
   its memory against the expected contents ("memory verified").
 - **dd**: \`dd if=/dev/zero of=DIR/ddtest bs=1M count=SIZE conv=fdatasync\` and the same
   without \`conv=fdatasync\`, into the bench directory, after \`sync\`.
+
+Each set of $REPS measurements is preceded by $WARMUP unrecorded warm-up round(s) (listed
+as \`…:warmup\` under "All samples"); see "Noise" below.
+
+## Noise on this machine
+
+This is a small VM, and two effects dominate the spread of the samples:
+
+- Memory that was not used recently is slow to allocate: the first write of a few
+  hundred MiB into the page cache by a process can take 5–10× longer than the next one
+  (a single 512 MiB \`write\` from Python: 0.7–1.3 s the first time, 0.1 s after),
+  whichever program does it, hiber or dd. That is why every set starts with a warm-up
+  round, and why medians are reported.
+- Anything else running on the 2 CPUs (a build, say) slows the checkpoints, which
+  compress and scan memory on every core: compare the load average above.
 
 ## Targets
 

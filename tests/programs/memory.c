@@ -98,6 +98,8 @@ int main(int argc, char **argv) {
         return 2;
     }
     char *brk0 = sbrk(0);
+    /* a second descriptor on the same open file description: one offset */
+    int dupfd = dup(fileno(out));
 
     int sleep_ok = 1;
     for (int step = 0; step < steps; step++) {
@@ -168,6 +170,9 @@ int main(int argc, char **argv) {
         if (delay > 0 && nanosleep(&d, NULL) != 0) sleep_ok = 0;
         fprintf(out, "step %d %016llx\n", step, (unsigned long long)hash);
         fflush(out);
+        char tag[32];
+        int n = snprintf(tag, sizeof tag, "dup %d\n", step);
+        write(dupfd, tag, (size_t)n);
         printf("step %d hash %016llx clock %d cpu %d brk %d rseq %d tid %d fs %d pending %d alt %d sleep %d\n", step,
                (unsigned long long)hash, clock_ok, cpu_ok, brk_ok, rseq_ok, tid_ok, fs_ok, pend_ok, (int)on_alt,
                sleep_ok);

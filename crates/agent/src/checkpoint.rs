@@ -46,6 +46,10 @@ pub struct Shared {
     pub compress: bool,
     pub sync: bool,
     pub virtual_pid: u32,
+    /// Checkpointing without a coordinator (`hiber_init_standalone`).
+    pub standalone: bool,
+    /// Image path chosen by the program (standalone mode).
+    pub image_override: Option<String>,
 }
 
 pub static SHARED: Mutex<Option<Shared>> = Mutex::new(None);
@@ -61,7 +65,7 @@ pub fn shared() -> Shared {
         .unwrap_or_default()
 }
 
-fn set_shared(f: impl FnOnce(&mut Shared)) {
+pub fn set_shared(f: impl FnOnce(&mut Shared)) {
     if let Ok(mut g) = SHARED.lock() {
         let s = g.get_or_insert_with(Shared::default);
         f(s);
@@ -109,17 +113,84 @@ pub fn start() -> Result<(), String> {
             compress: cfg.compress,
             sync: cfg.sync,
             virtual_pid: pid,
+            standalone: false,
+            image_override: None,
         }
     });
     send_settings(&mut conn);
+    spawn_thread(Link::Coord(conn))
+}
+
+/// Starts checkpointing without a coordinator (`hiber_init_standalone`).
+pub fn start_standalone(image: String, compress: bool, sync: bool) -> Result<(), String> {
+    let cfg = config::get();
+    suspend::install(cfg.ckpt_signal)
+        .map_err(|e| format!("cannot install the checkpoint signal handler: {e}"))?;
+    let pid = std::process::id();
+    let mut seed = [0u8; 8];
+    // SAFETY: getrandom into a local buffer.
+    unsafe { libc::getrandom(seed.as_mut_ptr().cast(), 8, 0) };
+    let dir = Path::new(&image)
+        .parent()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    set_shared(|s| {
+        *s = Shared {
+            computation: u64::from_le_bytes(seed),
+            process_id: 1,
+            generation: 0,
+            program: program_name(),
+            coord: String::new(),
+            ckpt_dir: dir,
+            compress,
+            sync,
+            virtual_pid: pid,
+            standalone: true,
+            image_override: Some(image),
+        }
+    });
+    spawn_thread(Link::Alone)
+}
+
+fn spawn_thread(link: Link) -> Result<(), String> {
     std::thread::Builder::new()
         .name("hiber-ckpt".into())
         .spawn(move || {
             thread_setup();
-            serve(conn)
+            serve(link)
         })
         .map_err(|e| format!("cannot start the checkpoint thread: {e}"))?;
     Ok(())
+}
+
+/// How this process takes part in a checkpoint: through the coordinator's
+/// barriers, or alone (standalone mode: every barrier passes at once).
+pub enum Link {
+    Coord(Connection),
+    Alone,
+}
+
+impl Link {
+    pub fn send(&mut self, msg: &ToCoord) {
+        if let Link::Coord(c) = self {
+            let _ = c.send(msg);
+        }
+    }
+
+    fn raw_fd(&self) -> i32 {
+        match self {
+            Link::Coord(c) => c.raw_fd(),
+            Link::Alone => -1,
+        }
+    }
+
+    /// Waits for `Release{name}`; `false` if the checkpoint was aborted.
+    fn wait_release(&mut self, generation: u64, name: &str) -> Result<bool, String> {
+        match self {
+            Link::Coord(c) => wait_release(c, generation, name),
+            Link::Alone => Ok(true),
+        }
+    }
 }
 
 pub fn send_settings(conn: &mut Connection) {
@@ -145,13 +216,28 @@ fn thread_setup() {
 }
 
 /// The checkpoint thread's loop; never returns.
-pub fn serve(mut conn: Connection) -> ! {
+pub fn serve(mut link: Link) -> ! {
     loop {
-        match conn.recv() {
+        let msg = match &mut link {
+            Link::Coord(conn) => conn.recv(),
+            Link::Alone => {
+                let generation = crate::capi::wait_standalone_request();
+                let (ok, error) =
+                    match checkpoint(&mut link, generation, &CheckpointOptions::default()) {
+                        Ok(()) => (true, String::new()),
+                        Err(e) => (false, e),
+                    };
+                crate::capi::standalone_done(ok, error);
+                continue;
+            }
+        };
+        match msg {
             Ok(FromCoord::Checkpoint {
                 generation,
                 options,
-            }) => checkpoint(&mut conn, generation, &options),
+            }) => {
+                let _ = checkpoint(&mut link, generation, &options);
+            }
             Ok(_) => {}
             Err(e) => {
                 log::debug(&format!(
@@ -187,6 +273,9 @@ fn wait_release(conn: &mut Connection, generation: u64, name: &str) -> Result<bo
 }
 
 pub fn image_path(dir: &str, s: &Shared) -> PathBuf {
+    if let Some(p) = &s.image_override {
+        return PathBuf::from(p);
+    }
     let prog: String = s
         .program
         .chars()
@@ -204,7 +293,8 @@ pub fn image_path(dir: &str, s: &Shared) -> PathBuf {
     ))
 }
 
-fn checkpoint(conn: &mut Connection, generation: u64, opts: &CheckpointOptions) {
+/// Runs one checkpoint through its barriers (see the module docs).
+fn checkpoint(link: &mut Link, generation: u64, opts: &CheckpointOptions) -> Result<(), String> {
     let s = shared();
     let dir = if opts.dir.is_empty() {
         s.ckpt_dir.clone()
@@ -215,10 +305,19 @@ fn checkpoint(conn: &mut Connection, generation: u64, opts: &CheckpointOptions) 
     let sync = opts.sync.unwrap_or(s.sync);
     let final_path = image_path(&dir, &s);
     let tmp = final_path.with_extension("hiber.tmp");
-    let fail = |conn: &mut Connection, error: String| {
+    let fail = |link: &mut Link, error: String| -> Result<(), String> {
         let _ = std::fs::remove_file(&tmp);
-        let _ = conn.send(&ToCoord::CheckpointFailed { generation, error });
+        link.send(&ToCoord::CheckpointFailed {
+            generation,
+            error: error.clone(),
+        });
+        Err(error)
     };
+
+    // The program's threads still run: callbacks and plugins get their
+    // chance, and critical sections close.
+    crate::events::pre_suspend(link);
+    crate::capi::wait_no_critical_sections();
 
     // Everything that allocates a lot or may block goes before the stop.
     let wopts = WriteOptions {
@@ -227,7 +326,7 @@ fn checkpoint(conn: &mut Connection, generation: u64, opts: &CheckpointOptions) 
     };
     let mut scratch = match Scratch::new(&wopts) {
         Ok(s) => s,
-        Err(e) => return fail(conn, format!("preparing the image writer: {e}")),
+        Err(e) => return fail(link, format!("preparing the image writer: {e}")),
     };
     let file = match OpenOptions::new()
         .write(true)
@@ -237,11 +336,11 @@ fn checkpoint(conn: &mut Connection, generation: u64, opts: &CheckpointOptions) 
         .open(&tmp)
     {
         Ok(f) => f,
-        Err(e) => return fail(conn, format!("cannot create {}: {e}", tmp.display())),
+        Err(e) => return fail(link, format!("cannot create {}: {e}", tmp.display())),
     };
     let mut scanner = match pages::Scanner::new() {
         Ok(s) => s,
-        Err(e) => return fail(conn, format!("cannot open /proc/self/pagemap: {e}")),
+        Err(e) => return fail(link, format!("cannot open /proc/self/pagemap: {e}")),
     };
     let mut bufs = Buffers::default();
     bufs.ranges.reserve(1 << 16);
@@ -249,29 +348,30 @@ fn checkpoint(conn: &mut Connection, generation: u64, opts: &CheckpointOptions) 
     bufs.slices.reserve(1 << 16);
 
     if let Err(e) = suspend::suspend_all(config::get().ckpt_signal, SUSPEND_TIMEOUT) {
-        return fail(conn, e);
+        return fail(link, e);
     }
-    let _ = conn.send(&ToCoord::Barrier {
+    link.send(&ToCoord::Barrier {
         generation,
         name: barrier::SUSPENDED.into(),
     });
-    match wait_release(conn, generation, barrier::SUSPENDED) {
+    let aborted = |why: String| -> Result<(), String> {
+        suspend::resume_all();
+        let _ = std::fs::remove_file(&tmp);
+        Err(why)
+    };
+    match link.wait_release(generation, barrier::SUSPENDED) {
         Ok(true) => {}
-        Ok(false) => {
-            suspend::resume_all();
-            let _ = std::fs::remove_file(&tmp);
-            return;
-        }
+        Ok(false) => return aborted("checkpoint aborted by the coordinator".into()),
         Err(e) => {
-            suspend::resume_all();
-            let _ = std::fs::remove_file(&tmp);
             log::warn(&e);
-            return;
+            return aborted(e);
         }
     }
+    crate::events::pre_checkpoint();
 
     set_shared(|sh| sh.generation = generation);
-    let exclude = [conn.raw_fd(), file.as_raw_fd(), scanner.raw_fd()];
+    let mut exclude = vec![link.raw_fd(), file.as_raw_fd(), scanner.raw_fd()];
+    exclude.extend(crate::capi::agent_fds());
     let written = write_image(
         file,
         &exclude,
@@ -287,31 +387,31 @@ fn checkpoint(conn: &mut Connection, generation: u64, opts: &CheckpointOptions) 
         Err(e) => {
             suspend::resume_all();
             set_shared(|sh| sh.generation = s.generation);
-            return fail(conn, e);
+            return fail(link, e);
         }
     };
-    let _ = conn.send(&ToCoord::Barrier {
+    link.send(&ToCoord::Barrier {
         generation,
         name: barrier::WRITTEN.into(),
     });
-    let go = wait_release(conn, generation, barrier::WRITTEN);
+    let go = link.wait_release(generation, barrier::WRITTEN);
     if !matches!(go, Ok(true)) {
-        suspend::resume_all();
         set_shared(|sh| sh.generation = s.generation);
-        let _ = std::fs::remove_file(&tmp);
-        return;
+        return aborted("checkpoint aborted by the coordinator".into());
     }
     let committed = hiber_image::commit(&tmp, &final_path, sync);
     suspend::resume_all();
     match committed {
         Ok(()) => {
-            let _ = conn.send(&ToCoord::CheckpointDone {
+            link.send(&ToCoord::CheckpointDone {
                 generation,
                 image: final_path.display().to_string(),
                 bytes,
             });
+            crate::events::resume(link);
+            Ok(())
         }
-        Err(e) => fail(conn, format!("cannot commit {}: {e}", final_path.display())),
+        Err(e) => fail(link, format!("cannot commit {}: {e}", final_path.display())),
     }
 }
 
@@ -434,6 +534,7 @@ fn process_meta() -> Result<ProcessMeta, String> {
         pending_signals: shared_pending(),
         restart_entry: restore::hiber_restart_entry as *const () as u64,
         agent_version: env!("CARGO_PKG_VERSION").into(),
+        standalone: shared().standalone,
     })
 }
 

@@ -12,6 +12,8 @@
 //! - `mem` — the memory map and the pages worth saving;
 //! - `threads::restore` — the restart entry and raw thread re-creation;
 //! - `restart` — the checkpoint thread's side of a restart;
+//! - `capi` — the C interface (`include/hiber.h`);
+//! - `events` — callbacks and plugins around a checkpoint;
 //! - `wrappers` — libc functions wrapped so a checkpoint is invisible;
 //! - `signals` — the checkpoint signal hidden from the program.
 //!
@@ -20,8 +22,10 @@
 //! glibc's malloc locks but never ours.
 
 mod alloc;
+mod capi;
 mod checkpoint;
 mod config;
+mod events;
 mod fd;
 mod log;
 mod mem;
@@ -40,8 +44,10 @@ extern "C" fn hiber_init(_argc: c_int, _argv: *const *const c_char, _envp: *cons
     if !config::get().enabled {
         return;
     }
-    if let Err(e) = checkpoint::start() {
-        log::warn(&format!("checkpointing disabled: {e}"));
+    events::load_plugins();
+    match checkpoint::start() {
+        Ok(()) => capi::STARTED.store(true, std::sync::atomic::Ordering::Release),
+        Err(e) => log::warn(&format!("checkpointing disabled: {e}")),
     }
 }
 

@@ -11,7 +11,7 @@ use hiber_protocol::client::Connection;
 use hiber_protocol::handoff::RestartArgs;
 use hiber_protocol::{FromCoord, Role, ToCoord, barrier};
 
-use crate::checkpoint::{self, SAVED, SHARED};
+use crate::checkpoint::{self, Link, SAVED, SHARED};
 use crate::threads::{restore, suspend};
 use crate::{fd, log, state};
 
@@ -25,16 +25,14 @@ pub extern "C" fn checkpoint_thread_start(_arg: u64) -> ! {
     suspend::register_agent_thread(hiber_sys::gettid());
     restore::CKPT_TID_ADDR.store(hiber_sys::get_tid_address(), Relaxed);
     let _ = fs;
-    let conn = restart();
+    let mut link = restart();
+    crate::events::restart(&mut link);
+    // A hiber_checkpoint() that was waiting now returns HIBER_RESTARTED.
+    crate::capi::restarted();
     restore::GO.store(1, Relaxed);
     hiber_sys::futex_wake(&restore::GO);
     restore::release_temp_stacks();
-    match conn {
-        Some(c) => checkpoint::serve(c),
-        None => loop {
-            std::thread::sleep(std::time::Duration::from_secs(3600));
-        },
-    }
+    checkpoint::serve(link)
 }
 
 fn args() -> RestartArgs {
@@ -45,12 +43,15 @@ fn args() -> RestartArgs {
     postcard::from_bytes(bytes).unwrap_or_default()
 }
 
-fn restart() -> Option<Connection> {
+/// Restores process state and rejoins the coordinator; without one (lost,
+/// or standalone) the thread serves standalone requests only.
+fn restart() -> Link {
     let args = args();
     let saved = SAVED.lock().ok().and_then(|g| g.clone());
     let mut warnings = Vec::new();
     if let Some((process, fds)) = &saved {
         warnings.extend(fd::restore(fds, &args.temp_fds));
+        crate::capi::hang_up_api_fds();
         warnings.extend(state::fs::restore(&process.cwd, process.umask));
         warnings.extend(state::limits::restore(&process.rlimits));
         warnings.extend(state::signals::restore(&process.sigactions));
@@ -72,6 +73,9 @@ fn restart() -> Option<Connection> {
         }
     }
     let s = checkpoint::shared();
+    if s.standalone || s.coord.is_empty() {
+        return Link::Alone;
+    }
     let hello = checkpoint::restarted_hello(&s);
     let (mut conn, _welcome) = match Connection::connect(&s.coord, Role::Process(hello)) {
         Ok(c) => c,
@@ -79,7 +83,7 @@ fn restart() -> Option<Connection> {
             log::warn(&format!(
                 "restarted without a coordinator ({e}); no more checkpoints"
             ));
-            return None;
+            return Link::Alone;
         }
     };
     if let Err(e) = conn.relocate_fd(fd::AGENT_FD_BASE) {
@@ -92,13 +96,15 @@ fn restart() -> Option<Connection> {
     });
     loop {
         match conn.recv() {
-            Ok(FromCoord::Release { name, .. }) if name == barrier::RESTORED => return Some(conn),
+            Ok(FromCoord::Release { name, .. }) if name == barrier::RESTORED => {
+                return Link::Coord(conn);
+            }
             Ok(_) => {}
             Err(e) => {
                 log::warn(&format!(
                     "coordinator lost during restart ({e}); continuing without it"
                 ));
-                return None;
+                return Link::Alone;
             }
         }
     }

@@ -30,6 +30,9 @@ pub struct LaunchArgs {
     /// Signal used to stop threads [default: 62]
     #[arg(long, value_name = "N")]
     pub ckpt_signal: Option<u32>,
+    /// Load this C plugin (exporting `hiber_plugin_event`) into every process; repeatable
+    #[arg(long = "with-plugin", value_name = "LIB.so")]
+    pub plugins: Vec<PathBuf>,
     /// The program and its arguments
     #[arg(
         required = true,
@@ -88,6 +91,16 @@ pub fn run(args: LaunchArgs) -> anyhow::Result<ExitCode> {
         .env("HIBER_SYNC", if args.no_sync { "0" } else { "1" });
     if let Some(sig) = args.ckpt_signal {
         cmd.env("HIBER_CKPT_SIGNAL", sig.to_string());
+    }
+    if !args.plugins.is_empty() {
+        let mut list = Vec::new();
+        for p in &args.plugins {
+            let abs = p
+                .canonicalize()
+                .with_context(|| format!("plugin {}", p.display()))?;
+            list.push(abs.display().to_string());
+        }
+        cmd.env("HIBER_PLUGINS", list.join(":"));
     }
     // The program replaces us, so its exit status is ours.
     let err = cmd.exec();

@@ -87,14 +87,24 @@ pub fn run(args: RestartArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
-    let addr = coord_addr::resolve(&args.coord);
+    // Images of a program that checkpointed itself (standalone mode) come
+    // back without a coordinator, as they were taken.
+    let standalone = prepared.iter().all(|p| p.process.standalone);
+    if standalone && prepared.len() != 1 {
+        bail!("standalone images are restarted one at a time");
+    }
+    let addr = if standalone {
+        String::new()
+    } else {
+        coord_addr::resolve(&args.coord)
+    };
     let default_dir = match args.images[0].parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
     let dir = std::path::absolute(args.ckpt_dir.clone().unwrap_or(default_dir))?;
-    control::ensure_coordinator(&addr, &dir)?;
-    {
+    if !standalone {
+        control::ensure_coordinator(&addr, &dir)?;
         let (mut c, _) = Connection::connect(&addr, Role::Control)?;
         let reply = c.request(&ToCoord::RestartBegin {
             computation,

@@ -58,6 +58,19 @@ pub(crate) struct Checkpoint {
 }
 
 impl Checkpoint {
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// `token` is one of this checkpoint's members (finished or not).
+    pub fn has_member(&self, token: Token) -> bool {
+        self.members.contains_key(&token)
+    }
+
+    pub fn member_tokens(&self) -> impl Iterator<Item = Token> + '_ {
+        self.members.keys().copied()
+    }
+
     /// `token` takes part and has not finished yet.
     pub fn is_pending(&self, token: Token) -> bool {
         self.members
@@ -159,10 +172,14 @@ impl Coordinator {
         }
     }
 
-    /// A `Barrier` message: checkpoint barriers here, `restored` below.
+    /// A `Barrier` message: checkpoint barriers here, `restored` below,
+    /// any other name is a user barrier (`user_barrier.rs`).
     pub(crate) fn on_barrier(&mut self, token: Token, generation: u64, name: &str) {
         if name == barrier::RESTORED {
             return self.on_restored(token, generation);
+        }
+        if barrier::is_user(name) {
+            return self.on_user_barrier(token, name);
         }
         let Some(ck) = self.ckpt.as_mut().filter(|ck| ck.generation == generation) else {
             debug!(
@@ -174,7 +191,7 @@ impl Coordinator {
         let expected = match name {
             barrier::SUSPENDED => (Phase::Suspending, Step::Started, Step::Suspended),
             barrier::WRITTEN => (Phase::Writing, Step::Suspended, Step::Written),
-            // An unknown barrier: `from == to` makes `member_step` report it.
+            // The empty name: `from == to` makes `member_step` report it.
             _ => (ck.phase, Step::Done, Step::Done),
         };
         self.member_step(token, expected, &format!("barrier {name:?}"), None);
@@ -364,6 +381,11 @@ impl Coordinator {
     /// requester gets the error. The generation counter does not advance.
     fn fail_checkpoint(&mut self, culprit: Option<Token>, label: &str, error: &str) {
         let Some(ck) = self.ckpt.take() else { return };
+        // Before any `Abort`: members blocked in a user barrier of this
+        // checkpoint must not wait for the culprit, which has resumed.
+        if let Some(t) = culprit {
+            self.user_barriers_checkpoint_failed(ck.generation, t);
+        }
         let reason = format!("{label}: {error}");
         warn!(generation = ck.generation, "checkpoint failed: {reason}");
         let msg = FromCoord::Abort {

@@ -2,8 +2,9 @@
 //!
 //! It knows every process of the computation (each keeps one connection
 //! open), drives checkpoints through their barriers, synchronizes restarts,
-//! runs the key-value name service and the interval timer, and writes the
-//! restart script. Everything runs on one thread around one `epoll` (mio):
+//! runs the key-value name service, the user barriers of plugins
+//! (`user_barrier.rs`) and the interval timer, and writes the restart
+//! script. Everything runs on one thread around one `epoll` (mio):
 //! the work per message is tiny, and a single thread makes every barrier
 //! transition trivially atomic, even with thousands of processes.
 //!
@@ -12,6 +13,7 @@
 mod checkpoint;
 mod conn;
 mod script;
+mod user_barrier;
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -31,6 +33,7 @@ use tracing::{debug, info, warn};
 
 use crate::checkpoint::{Checkpoint, Restart};
 use crate::conn::{Conn, Input, Kind, Proc, Settings};
+use crate::user_barrier::UserBarriers;
 
 /// A freshly started coordinator with `exit_on_last` gives up when no
 /// process joined within this time (the launch that started it failed).
@@ -104,6 +107,8 @@ pub struct Coordinator {
 
     kv: HashMap<String, Vec<u8>>,
     kv_waiters: HashMap<String, Vec<Token>>,
+    /// Open user barriers (`hiber_barrier`), by name.
+    user_barriers: UserBarriers,
 
     interval: u64,
     next_tick: Option<Instant>,
@@ -159,6 +164,7 @@ pub fn bind(config: Config) -> Result<Coordinator> {
         failed_restart: None,
         kv: HashMap::new(),
         kv_waiters: HashMap::new(),
+        user_barriers: HashMap::new(),
         exiting: None,
     })
 }
@@ -360,11 +366,14 @@ impl Coordinator {
             for waiters in self.kv_waiters.values_mut() {
                 waiters.retain(|t| *t != token);
             }
+            // A process may request a checkpoint too (the C API's
+            // hiber_checkpoint()); whoever asked, nobody is left to answer.
+            if let Some(ck) = self.ckpt.as_mut().filter(|ck| ck.requester == Some(token)) {
+                ck.requester = None;
+            }
             if let Kind::Process(p) = c.kind {
                 self.ids.remove(&p.id);
                 self.on_process_left(token, p, &reason);
-            } else if let Some(ck) = self.ckpt.as_mut().filter(|ck| ck.requester == Some(token)) {
-                ck.requester = None;
             }
         }
     }
@@ -521,6 +530,9 @@ impl Coordinator {
         } else {
             "connection lost"
         };
+        // User barriers first: their `Release` must reach the others
+        // before the `Abort` that a failed checkpoint sends.
+        self.user_barriers_drop(token);
         self.checkpoint_member_gone(token, &p, why);
         self.restart_member_gone(token, &p, why);
         if self.config.exit_on_last && self.process_count() == 0 && self.exiting.is_none() {
@@ -672,6 +684,7 @@ impl Coordinator {
         p.exiting = true;
         debug!(process = %p.label(), status, "process is exiting");
         let label = p.label();
+        self.user_barriers_drop(token);
         self.checkpoint_member_exiting(token, &label);
     }
 

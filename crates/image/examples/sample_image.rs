@@ -91,6 +91,7 @@ fn main() {
     w.add_fds(&[FdMeta {
         fd: 1,
         cloexec: false,
+        dup_of: None,
         kind: FdKind::Terminal {
             path: "/dev/pts/0".into(),
             flags: 2,

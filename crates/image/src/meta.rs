@@ -69,6 +69,9 @@ pub struct ProcessMeta {
     /// Address of the agent's restart entry in the restored memory.
     pub restart_entry: u64,
     pub agent_version: String,
+    /// Checkpointed without a coordinator (`hiber_init_standalone`): a
+    /// restart needs none either.
+    pub standalone: bool,
 }
 
 /// Per-thread state the thread itself recorded in its checkpoint handler
@@ -146,6 +149,10 @@ pub struct FdMeta {
     pub fd: i32,
     pub cloexec: bool,
     pub kind: FdKind,
+    /// A lower fd of this process that shares the same open file
+    /// description (`dup`, `2>&1`): restored as a duplicate of it, so the
+    /// two keep one offset and one set of status flags.
+    pub dup_of: Option<i32>,
 }
 
 impl FdKind {

@@ -120,6 +120,7 @@ fn process() -> ProcessMeta {
         pending_signals: 0,
         restart_entry: 0x7f00_0000_1000,
         agent_version: "0.1.0".into(),
+        standalone: false,
     }
 }
 
@@ -148,6 +149,7 @@ fn fds() -> Vec<FdMeta> {
         FdMeta {
             fd: 0,
             cloexec: false,
+            dup_of: None,
             kind: FdKind::Terminal {
                 path: "/dev/pts/0".into(),
                 flags: 2,
@@ -156,6 +158,7 @@ fn fds() -> Vec<FdMeta> {
         FdMeta {
             fd: 3,
             cloexec: true,
+            dup_of: None,
             kind: FdKind::File {
                 path: "/tmp/out".into(),
                 flags: 0o101,
@@ -168,6 +171,7 @@ fn fds() -> Vec<FdMeta> {
         FdMeta {
             fd: 4,
             cloexec: false,
+            dup_of: None,
             kind: FdKind::Pipe {
                 inode: 1234,
                 flags: 0,

@@ -32,6 +32,17 @@ pub mod barrier {
     pub const WRITTEN: &str = "written";
     /// Every restarted process has restored its kernel state.
     pub const RESTORED: &str = "restored";
+
+    /// The names the checkpoint and restart protocol uses itself. Every
+    /// other name is a *user* barrier (`hiber_barrier()` from a plugin or a
+    /// callback): it waits for every process of the computation and is
+    /// released with `Release { generation: 0, name }`.
+    pub const RESERVED: [&str; 3] = [SUSPENDED, WRITTEN, RESTORED];
+
+    /// True for a name a plugin or callback may use with `hiber_barrier()`.
+    pub fn is_user(name: &str) -> bool {
+        !name.is_empty() && !RESERVED.contains(&name)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -92,7 +103,7 @@ pub enum HelloReply {
 }
 
 /// How a checkpoint writes its images.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CheckpointOptions {
     /// Absolute directory; empty means "the directory the process was launched with".
     pub dir: String,

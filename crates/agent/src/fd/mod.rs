@@ -28,10 +28,39 @@ pub fn save(exclude: &[i32]) -> Vec<FdMeta> {
     // The directory handle used for the listing is closed by now, so its
     // number fails below and is skipped.
     fds.sort_unstable();
-    fds.into_iter()
+    let mut out: Vec<FdMeta> = fds
+        .into_iter()
         .filter(|fd| !exclude.contains(fd))
         .filter_map(save_one)
-        .collect()
+        .collect();
+    // Descriptors sharing one open file description (dup, 2>&1) are
+    // restored as duplicates of the lowest of them.
+    for i in 0..out.len() {
+        if let Some(j) =
+            (0..i).find(|&j| out[j].dup_of.is_none() && same_description(out[j].fd, out[i].fd))
+        {
+            out[i].dup_of = Some(out[j].fd);
+        }
+    }
+    out
+}
+
+/// `kcmp(KCMP_FILE)`: whether two of our descriptors are one open file
+/// description.
+fn same_description(a: i32, b: i32) -> bool {
+    const KCMP_FILE: i64 = 0;
+    let pid = i64::from(hiber_sys::getpid());
+    // SAFETY: kcmp only compares kernel objects of our own process.
+    unsafe {
+        libc::syscall(
+            libc::SYS_kcmp,
+            pid,
+            pid,
+            KCMP_FILE,
+            i64::from(a),
+            i64::from(b),
+        ) == 0
+    }
 }
 
 fn save_one(fd: i32) -> Option<FdMeta> {
@@ -83,6 +112,7 @@ fn save_one(fd: i32) -> Option<FdMeta> {
         fd,
         cloexec: fdflags & libc::FD_CLOEXEC != 0,
         kind,
+        dup_of: None,
     })
 }
 
@@ -137,6 +167,12 @@ pub fn restore(saved: &[FdMeta], temp_fds: &[i32]) -> Vec<String> {
     }
     for m in saved {
         if keep_inherited(m.fd) {
+            continue;
+        }
+        if let Some(orig) = m.dup_of {
+            // SAFETY: duplicating a descriptor restored just before (lower
+            // numbers come first) onto this one's number.
+            unsafe { libc::dup3(orig, m.fd, if m.cloexec { libc::O_CLOEXEC } else { 0 }) };
             continue;
         }
         let r = match &m.kind {

@@ -125,13 +125,16 @@ pub fn forget_agent_threads() {
     }
 }
 
-fn is_agent_thread(tid: u32) -> bool {
+pub fn is_agent_thread(tid: u32) -> bool {
     AGENT_TIDS.iter().any(|t| t.load(Relaxed) == tid)
 }
 
 extern "C" fn handler(_sig: c_int, _info: *mut libc::siginfo_t, uc: *mut c_void) {
     if !ACTIVE.load(Acquire) {
         return; // a stray signal outside a checkpoint: ignore it
+    }
+    if crate::capi::defer_if_in_critical_section(hiber_sys::gettid()) {
+        return; // stops when it leaves its critical section
     }
     let generation = RESUME.load(Acquire);
     let idx = NSLOTS.fetch_add(1, AcqRel);
