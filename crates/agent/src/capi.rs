@@ -665,3 +665,17 @@ pub unsafe extern "C" fn hiber_kv_get(key: *const c_char, buf: *mut c_void, len:
     unsafe { std::ptr::copy_nonoverlapping(value.as_ptr(), buf.cast::<u8>(), value.len()) };
     value.len() as c_long
 }
+
+/// Descriptors of API calls in flight: excluded from the image (see
+/// `agent_fds`) and hung up at restart.
+pub struct ApiConnections;
+
+impl crate::mechanisms::Mechanism for ApiConnections {
+    fn name(&self) -> &'static str {
+        "API connections"
+    }
+
+    fn restore(&self, _ctx: &mut crate::mechanisms::Restore<'_>) {
+        hang_up_api_fds();
+    }
+}

@@ -20,13 +20,14 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use hiber_image::format::{AreaKind, area_flags};
-use hiber_image::meta::{FdMeta, ProcessMeta, ThreadMeta};
+use hiber_image::meta::{ProcessMeta, ThreadMeta};
 use hiber_image::{AreaDesc, Identity, Scratch, VdsoIdentity, WriteOptions, Writer};
 use hiber_protocol::client::Connection;
 use hiber_protocol::{
     CheckpointOptions, FromCoord, ProcessHello, RestartedFrom, Role, ToCoord, barrier,
 };
 
+use crate::mechanisms::{self, Capture, Saved};
 use crate::mem::{maps, pages};
 use crate::threads::{restore, suspend};
 use crate::{config, fd, log, state};
@@ -56,7 +57,7 @@ pub static SHARED: Mutex<Option<Shared>> = Mutex::new(None);
 
 /// State saved at the last checkpoint that the restart path needs; it is in
 /// memory, so a restarted process finds it here.
-pub static SAVED: Mutex<Option<(ProcessMeta, Vec<FdMeta>)>> = Mutex::new(None);
+pub static SAVED: Mutex<Option<Saved>> = Mutex::new(None);
 
 pub fn shared() -> Shared {
     SHARED
@@ -467,7 +468,7 @@ fn threads_meta() -> Vec<ThreadMeta> {
                 altstack_flags: s.alt_flags.load(Relaxed),
                 sigmask: s.sigmask(),
                 pending: {
-                    let p = thread_pending(tid);
+                    let p = state::signals::thread_pending(tid);
                     s.pending.store(p, Relaxed);
                     p
                 },
@@ -487,31 +488,8 @@ fn threads_meta() -> Vec<ThreadMeta> {
     out
 }
 
-fn status_mask(path: &str, field: &str) -> u64 {
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix(field))
-                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        })
-        .unwrap_or(0)
-}
-
-/// Signals pending for the whole process (bit n-1 = signal n).
-fn shared_pending() -> u64 {
-    status_mask("/proc/self/status", "ShdPnd:") & !ckpt_signal_bit()
-}
-
-fn thread_pending(tid: u32) -> u64 {
-    status_mask(&format!("/proc/self/task/{tid}/status"), "SigPnd:") & !ckpt_signal_bit()
-}
-
-fn ckpt_signal_bit() -> u64 {
-    1u64 << (config::get().ckpt_signal - 1)
-}
-
-fn process_meta() -> Result<ProcessMeta, String> {
+/// The process's identity; the mechanisms fill in the rest.
+fn process_meta() -> ProcessMeta {
     let argv = std::fs::read("/proc/self/cmdline")
         .map(|b| {
             b.split(|&c| c == 0)
@@ -520,22 +498,17 @@ fn process_meta() -> Result<ProcessMeta, String> {
                 .collect()
         })
         .unwrap_or_default();
-    Ok(ProcessMeta {
+    ProcessMeta {
         program: shared().program,
         argv,
         exe: std::fs::read_link("/proc/self/exe")
             .map(|p| p.display().to_string())
             .unwrap_or_default(),
-        cwd: state::fs::save_cwd(),
-        umask: state::fs::save_umask(),
-        rlimits: state::limits::save(),
-        mm: state::mm::save()?,
-        sigactions: state::signals::save(),
-        pending_signals: shared_pending(),
         restart_entry: restore::hiber_restart_entry as *const () as u64,
         agent_version: env!("CARGO_PKG_VERSION").into(),
         standalone: shared().standalone,
-    })
+        ..ProcessMeta::default()
+    }
 }
 
 fn glibc_version() -> String {
@@ -560,13 +533,20 @@ fn write_image(
     sync: bool,
 ) -> Result<u64, String> {
     let s = shared();
-    let process = process_meta()?;
-    let fds = fd::save(exclude);
+    let mut saved = Saved {
+        process: process_meta(),
+        fds: Vec::new(),
+    };
+    mechanisms::capture(&mut Capture {
+        saved: &mut saved,
+        exclude_fds: exclude,
+    })?;
     let threads = threads_meta();
     restore::prepare_for_image(hiber_sys::getpid());
     if let Ok(mut g) = SAVED.lock() {
-        *g = Some((process.clone(), fds.clone()));
+        *g = Some(saved.clone());
     }
+    let Saved { process, fds } = saved;
     // Read the map last: everything allocated above is in it.
     let all = maps::read_self()?;
     let identity = Identity {

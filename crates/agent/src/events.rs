@@ -128,6 +128,7 @@ pub fn with_link<R>(f: impl FnOnce(&mut Link) -> R) -> Option<R> {
 }
 
 pub fn pre_suspend(link: &mut Link) {
+    crate::mechanisms::pre_suspend();
     lend(link, || {
         plugins(PRE_SUSPEND);
         callbacks(PRE_CHECKPOINT);
@@ -140,6 +141,7 @@ pub fn pre_checkpoint() {
 }
 
 pub fn resume(link: &mut Link) {
+    crate::mechanisms::resume();
     lend(link, || {
         plugins(RESUME);
         callbacks(RESUME);

@@ -7,6 +7,8 @@
 //! Map of the crate (a checkpoint in order):
 //! - `checkpoint` — the checkpoint thread and the barrier sequence;
 //! - `threads::suspend` — the signal handler that parks each thread;
+//! - `mechanisms` — the agent's own state kinds, as plugins with the same
+//!   events C plugins get;
 //! - `state` — process-wide kernel state (signals, rlimits, cwd, mm layout);
 //! - `fd` — file descriptors;
 //! - `mem` — the memory map and the pages worth saving;
@@ -28,6 +30,7 @@ mod config;
 mod events;
 mod fd;
 mod log;
+mod mechanisms;
 mod mem;
 mod restart;
 mod signals;

@@ -12,8 +12,9 @@ use hiber_protocol::handoff::RestartArgs;
 use hiber_protocol::{FromCoord, Role, ToCoord, barrier};
 
 use crate::checkpoint::{self, Link, SAVED, SHARED};
+use crate::mechanisms::{self, Restore};
 use crate::threads::{restore, suspend};
-use crate::{fd, log, state};
+use crate::{fd, log};
 
 /// Entry of the recreated checkpoint thread.
 pub extern "C" fn checkpoint_thread_start(_arg: u64) -> ! {
@@ -49,13 +50,12 @@ fn restart() -> Link {
     let args = args();
     let saved = SAVED.lock().ok().and_then(|g| g.clone());
     let mut warnings = Vec::new();
-    if let Some((process, fds)) = &saved {
-        warnings.extend(fd::restore(fds, &args.temp_fds));
-        crate::capi::hang_up_api_fds();
-        warnings.extend(state::fs::restore(&process.cwd, process.umask));
-        warnings.extend(state::limits::restore(&process.rlimits));
-        warnings.extend(state::signals::restore(&process.sigactions));
-        state::signals::repost_pending(process.pending_signals);
+    if let Some(saved) = &saved {
+        mechanisms::restore(&mut Restore {
+            saved,
+            temp_fds: &args.temp_fds,
+            warnings: &mut warnings,
+        });
     } else {
         warnings.push("the image holds no saved process state".into());
     }

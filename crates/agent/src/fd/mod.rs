@@ -224,3 +224,22 @@ fn place(newfd: i32, target: i32, cloexec: bool) {
         unsafe { libc::fcntl(target, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
 }
+
+/// File descriptors as a mechanism (see `mechanisms.rs`).
+pub struct Descriptors;
+
+impl crate::mechanisms::Mechanism for Descriptors {
+    fn name(&self) -> &'static str {
+        "file descriptors"
+    }
+
+    fn capture(&self, ctx: &mut crate::mechanisms::Capture<'_>) -> Result<(), String> {
+        ctx.saved.fds = save(ctx.exclude_fds);
+        Ok(())
+    }
+
+    fn restore(&self, ctx: &mut crate::mechanisms::Restore<'_>) {
+        let w = restore(&ctx.saved.fds, ctx.temp_fds);
+        ctx.warnings.extend(w);
+    }
+}

@@ -27,3 +27,23 @@ pub fn restore(cwd: &str, umask: u32) -> Vec<String> {
     unsafe { libc::umask(umask as libc::mode_t) };
     w
 }
+
+/// Working directory and umask as a mechanism.
+pub struct WorkingDir;
+
+impl crate::mechanisms::Mechanism for WorkingDir {
+    fn name(&self) -> &'static str {
+        "working directory and umask"
+    }
+
+    fn capture(&self, ctx: &mut crate::mechanisms::Capture<'_>) -> Result<(), String> {
+        ctx.saved.process.cwd = save_cwd();
+        ctx.saved.process.umask = save_umask();
+        Ok(())
+    }
+
+    fn restore(&self, ctx: &mut crate::mechanisms::Restore<'_>) {
+        let p = &ctx.saved.process;
+        ctx.warnings.extend(restore(&p.cwd, p.umask));
+    }
+}

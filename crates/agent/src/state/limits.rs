@@ -54,3 +54,21 @@ pub fn restore(limits: &[Rlimit]) -> Vec<String> {
     }
     warnings
 }
+
+/// Resource limits as a mechanism.
+pub struct Limits;
+
+impl crate::mechanisms::Mechanism for Limits {
+    fn name(&self) -> &'static str {
+        "resource limits"
+    }
+
+    fn capture(&self, ctx: &mut crate::mechanisms::Capture<'_>) -> Result<(), String> {
+        ctx.saved.process.rlimits = save();
+        Ok(())
+    }
+
+    fn restore(&self, ctx: &mut crate::mechanisms::Restore<'_>) {
+        ctx.warnings.extend(restore(&ctx.saved.process.rlimits));
+    }
+}

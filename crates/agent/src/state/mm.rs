@@ -35,6 +35,21 @@ pub fn save() -> Result<MmLayout, String> {
     })
 }
 
+/// The mm layout as a mechanism. Only captured here: the restorer applies
+/// it (`PR_SET_MM_MAP`) before the agent runs again.
+pub struct Layout;
+
+impl crate::mechanisms::Mechanism for Layout {
+    fn name(&self) -> &'static str {
+        "mm layout"
+    }
+
+    fn capture(&self, ctx: &mut crate::mechanisms::Capture<'_>) -> Result<(), String> {
+        ctx.saved.process.mm = save()?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -63,3 +63,49 @@ pub fn repost_pending(process: u64) {
         }
     }
 }
+
+/// Signal dispositions and pending signals as a mechanism (the masks come
+/// back with each thread's signal frame).
+pub struct Signals;
+
+impl crate::mechanisms::Mechanism for Signals {
+    fn name(&self) -> &'static str {
+        "signals"
+    }
+
+    fn capture(&self, ctx: &mut crate::mechanisms::Capture<'_>) -> Result<(), String> {
+        ctx.saved.process.sigactions = save();
+        ctx.saved.process.pending_signals = shared_pending();
+        Ok(())
+    }
+
+    fn restore(&self, ctx: &mut crate::mechanisms::Restore<'_>) {
+        ctx.warnings.extend(restore(&ctx.saved.process.sigactions));
+        repost_pending(ctx.saved.process.pending_signals);
+    }
+}
+
+fn status_mask(path: &str, field: &str) -> u64 {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(0)
+}
+
+fn ckpt_signal_bit() -> u64 {
+    1u64 << (crate::config::get().ckpt_signal - 1)
+}
+
+/// Signals pending for the whole process (bit n-1 = signal n).
+pub fn shared_pending() -> u64 {
+    status_mask("/proc/self/status", "ShdPnd:") & !ckpt_signal_bit()
+}
+
+/// Signals pending for one thread only.
+pub fn thread_pending(tid: u32) -> u64 {
+    status_mask(&format!("/proc/self/task/{tid}/status"), "SigPnd:") & !ckpt_signal_bit()
+}
