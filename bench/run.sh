@@ -9,6 +9,7 @@
 #               (TINY, default 1; TINY= to skip) always runs first
 #   REPS        repetitions of every measurement; medians are reported (3)
 #   WARMUP      unrecorded rounds before them (1): see "Noise" in the report
+#   IDLE_WAIT   seconds to wait at most for an idle machine before each size (120)
 #   BENCH_DIR   where the images and the dd files go (default: $TMPDIR or /tmp)
 #   BENCH_DOC   Markdown report to write (default docs/PERFORMANCE.md; "-" = none)
 #   HIBER_BIN_DIR  directory holding hiber, libhiber.so, hiber-restore
@@ -144,9 +145,25 @@ mode_flags() {
     esac
 }
 
+# Waits (up to IDLE_WAIT s) until the machine is idle: other work on the 2 CPUs
+# (a build, say) skews every number. Called when none of our processes run.
+IDLE_WAIT=${IDLE_WAIT:-120}
+wait_idle() {
+    local waited=0 a b
+    while :; do
+        a=$(busy_s); sleep 0.5; b=$(busy_s)
+        # busy CPU-seconds in 0.5 s, over all CPUs: idle enough below 10 %
+        if awk -v a="$a" -v b="$b" -v c="$(nproc)" 'BEGIN { exit !((b - a) < 0.05 * c) }'; then return 0; fi
+        if ((waited == 0)); then echo "   (waiting for the machine to be idle)" >&2; fi
+        waited=$((waited + 1))
+        if ((waited > IDLE_WAIT * 2)); then echo "   (still busy: going on anyway)" >&2; return 0; fi
+    done
+}
+
 scenario() { # scenario MiB
     local n=$1 mode i t0 t1 img
     echo "== $n MiB" >&2
+    wait_idle
     fresh_coordinator
     OUT=$T/out.$n
     : >"$OUT"
@@ -225,16 +242,18 @@ scenario() { # scenario MiB
 
 # ------------------------------------------------------------------ run --
 busy_s() { awk '/^cpu / { printf "%.2f\n", ($2 + $3 + $4 + $7 + $8 + $9) / 100 }' /proc/stat; }
-own_s() { # CPU seconds of this shell and its reaped children
-    times | awk '{ for (i = 1; i <= NF; i++) { split($i, a, /[ms]/); t += a[1] * 60 + a[2] } } END { printf "%.2f\n", t }'
+own_s() { # OWN = CPU seconds of this shell and its reaped children (not in a subshell!)
+    times >"$T/times"
+    OWN=$(awk '{ for (i = 1; i <= NF; i++) { split($i, a, /[ms]/); t += a[1] * 60 + a[2] } } END { printf "%.2f\n", t }' "$T/times")
 }
 now_us; START=$NOW
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
-BUSY0=$(busy_s) OWN0=$(own_s)
+BUSY0=$(busy_s); own_s; OWN0=$OWN
 ALL_SIZES="${TINY:+$TINY }$SIZES"
 for n in $ALL_SIZES; do scenario "$n"; done
 now_us; ELAPSED=$(awk -v x=$((NOW - START)) 'BEGIN { printf "%.0f", x / 1e6 }')
-OTHER=$(awk -v b0="$BUSY0" -v b1="$(busy_s)" -v o0="$OWN0" -v o1="$(own_s)" \
+own_s
+OTHER=$(awk -v b0="$BUSY0" -v b1="$(busy_s)" -v o0="$OWN0" -v o1="$OWN" \
     'BEGIN { x = (b1 - b0) - (o1 - o0); if (x < 0) x = 0; printf "%.1f", x }')
 
 # ---------------------------------------------------------------- report --

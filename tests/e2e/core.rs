@@ -132,3 +132,37 @@ fn simple_cycle(name: &str, program: &str, steps: &str) {
 fn program_blocking_and_ignoring_all_signals() {
     simple_cycle("sigblock", "sigblock", "30");
 }
+
+/// After a restart from a raw image, memory is mapped from the image file.
+/// If that file is gone before the next checkpoint (deleted, or replaced),
+/// pages the program has not touched since must still be saved.
+#[test]
+fn raw_image_deleted_before_next_checkpoint() {
+    let env = Env::new("rawdel");
+    let prog = env.compile("memory", &[]);
+    let (full, _) = reference(&env, &prog, "50");
+    let data = env.dir.join("run.data");
+    let mut c = env.launch(
+        &["--no-compress"],
+        &prog,
+        &["50", "40", data.to_str().unwrap()],
+        "run0.out",
+    );
+    env.wait_lines("run0.out", 5, T);
+    let images = env.checkpoint(&[]);
+    env.kill_all(&mut [&mut c]);
+    // Restart from a copy, so the original path can go away.
+    let copy = env.dir.join("gen1.hiber");
+    std::fs::rename(&images[0], &copy).unwrap();
+    let mut r = env.restart(std::slice::from_ref(&copy), "run1.out");
+    env.wait_lines("run1.out", 3, T);
+    std::fs::remove_file(&copy).unwrap();
+    let images2 = env.checkpoint(&[]);
+    env.kill_all(&mut [&mut r]);
+    let mut r2 = env.restart(&images2, "run2.out");
+    let st = env.wait(&mut r2, T);
+    assert!(st.success());
+    let out = env.read("run2.out");
+    assert_continuation(&full, "", &out, true);
+    assert!(out.contains("done cold"), "{out}");
+}

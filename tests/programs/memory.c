@@ -97,6 +97,10 @@ int main(int argc, char **argv) {
         perror("setup");
         return 2;
     }
+    /* cold memory: written once, read only at the end */
+    size_t cold_len = 2 << 20;
+    unsigned char *cold = mmap(NULL, cold_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    for (size_t i = 0; i < cold_len; i++) cold[i] = (unsigned char)(i * 13 + 7);
     char *brk0 = sbrk(0);
     /* a second descriptor on the same open file description: one offset */
     int dupfd = dup(fileno(out));
@@ -188,5 +192,8 @@ int main(int argc, char **argv) {
     while ((c = fgetc(in)) != EOF) fh = fh * 31 + (unsigned)c;
     fclose(in);
     printf("done file %016llx\n", (unsigned long long)fh);
+    uint64_t ch = 3;
+    for (size_t i = 0; i < cold_len; i++) ch = ch * 131 + cold[i];
+    printf("done cold %016llx\n", (unsigned long long)ch);
     return 0;
 }

@@ -13,7 +13,7 @@
 
 use std::fs::OpenOptions;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::Ordering::Relaxed;
@@ -632,11 +632,13 @@ fn select_pages(m: &maps::Mapping, scanner: &mut pages::Scanner, bufs: &mut Buff
     bufs.ranges.clear();
     // A private file mapping's absent pages read as the file: save them
     // all, but never past the file's end (touching those pages is SIGBUS).
-    let file_len = if m.file_backed() {
-        std::fs::metadata(&m.path)
-            .ok()
-            .filter(|md| md.is_file())
-            .map(|md| md.len())
+    let file_len = if m.file_backed() && !m.path.starts_with("/dev/") {
+        match std::fs::metadata(&m.path) {
+            Ok(md) if md.is_file() && md.ino() == m.inode => Some(md.len()),
+            // Deleted or replaced since it was mapped (an image a restart
+            // mapped from, say): find how far the mapping is readable.
+            _ => Some(pages::readable_len(m.start, m.end) + m.offset),
+        }
     } else {
         None
     };

@@ -194,6 +194,46 @@ pub unsafe fn nonzero_runs(start: u64, end: u64, out: &mut Vec<(u64, u64)>) {
     }
 }
 
+/// Whether the page at `addr` can be read: through the kernel, which
+/// answers EFAULT where touching the page ourselves would raise SIGBUS (a
+/// file mapping past its file's end).
+fn page_readable(addr: u64) -> bool {
+    let mut b = [0u8; 1];
+    let local = libc::iovec {
+        iov_base: b.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    let remote = libc::iovec {
+        iov_base: addr as *mut libc::c_void,
+        iov_len: 1,
+    };
+    // SAFETY: reads one byte of our own memory into a local buffer.
+    unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) == 1 }
+}
+
+/// Length of the readable prefix of `[start, end)` (page-aligned), found
+/// by binary search: a file mapping is readable up to its file's end.
+pub fn readable_len(start: u64, end: u64) -> u64 {
+    let pages = (end - start) / PAGE;
+    if pages == 0 || page_readable(end - PAGE) {
+        return end - start;
+    }
+    if !page_readable(start) {
+        return 0;
+    }
+    // Page `lo` is readable, page `hi` is not.
+    let (mut lo, mut hi) = (0u64, pages - 1);
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if page_readable(start + mid * PAGE) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    (lo + 1) * PAGE
+}
+
 impl Scanner {
     pub fn raw_fd(&self) -> i32 {
         self.pagemap.as_raw_fd()
