@@ -179,6 +179,36 @@ impl Env {
         child
     }
 
+    /// Spawns any command with stdin from /dev/null and stdout copied into
+    /// `<out>`; the child is tracked like the ones [`launch`](Self::launch)
+    /// starts.
+    pub fn spawn(&self, mut cmd: Command, out: &str) -> Child {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        track(&child);
+        self.capture(&mut child, out);
+        child
+    }
+
+    /// Waits until `<out>` has a line equal to `line`; returns the output.
+    pub fn wait_for_line(&self, out: &str, line: &str, timeout: Duration) -> String {
+        let t = Instant::now();
+        loop {
+            let text = self.read(out);
+            if text.lines().any(|l| l == line) {
+                return text;
+            }
+            assert!(
+                t.elapsed() < timeout,
+                "{out}: no line {line:?} after {timeout:?}: {text:?}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
         self.cmd().args(args).output().unwrap()
     }
