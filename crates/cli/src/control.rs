@@ -220,14 +220,30 @@ pub fn list(args: QueryArgs) -> anyhow::Result<ExitCode> {
 
 pub fn kill(args: QueryArgs) -> anyhow::Result<ExitCode> {
     match request(&args.coord, &ToCoord::Kill)? {
-        FromCoord::Ok => Ok(ExitCode::SUCCESS),
+        FromCoord::Ok => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"ok": true, "coordinator": coord_addr::resolve(&args.coord), "action": "killed"})
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         other => Err(unexpected(&other)),
     }
 }
 
 pub fn quit(args: QueryArgs) -> anyhow::Result<ExitCode> {
     match request(&args.coord, &ToCoord::Quit)? {
-        FromCoord::Ok => Ok(ExitCode::SUCCESS),
+        FromCoord::Ok => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"ok": true, "coordinator": coord_addr::resolve(&args.coord), "action": "quit"})
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         other => Err(unexpected(&other)),
     }
 }
