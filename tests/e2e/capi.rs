@@ -539,7 +539,7 @@ fn crs_example_cycle() {
 
     let full = run_plain(&env, &prog, &["40", "10", "0"]);
     assert_eq!(full.lines().next(), Some("crs init: RUNNING"));
-    assert_eq!(position(&full, "checkpoint 1: not enabled"), 11);
+    assert_eq!(position(&full, "checkpoint 1: not enabled"), 10);
 
     let mut c = env.launch(&[], &prog, &["40", "10", "60"], "run.out");
     env.wait_for_line("run.out", "checkpoint 1: CONTINUE", T);

@@ -135,6 +135,53 @@ pub extern "C" fn hiber_enable_checkpoint() -> c_int {
     HIBER_OK
 }
 
+// ---- no checkpoint inside agent code on a program thread ----------------
+
+/// Blocks the checkpoint signal for the life of the guard. API calls run
+/// agent code (which allocates from the agent's allocator) on program
+/// threads; a thread stopped inside that allocator would hold its lock and
+/// deadlock the checkpoint thread. The signal stays pending and stops the
+/// thread when the guard drops, or inside [`NoCheckpoint::wait_readable`].
+struct NoCheckpoint {
+    old: u64,
+}
+
+impl NoCheckpoint {
+    fn new() -> NoCheckpoint {
+        let bit = 1u64 << (config::get().ckpt_signal - 1);
+        NoCheckpoint {
+            old: hiber_sys::sigprocmask(hiber_sys::consts::SIG_BLOCK, bit),
+        }
+    }
+
+    /// Waits until `fd` is readable with the checkpoint signal allowed, so
+    /// the thread can be stopped (and restarted) while it waits. Only raw
+    /// system calls run in that window.
+    fn wait_readable(&self, fd: i32) {
+        let bit = 1u64 << (config::get().ckpt_signal - 1);
+        hiber_sys::sigprocmask(hiber_sys::consts::SIG_SETMASK, self.old & !bit);
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        loop {
+            // SAFETY: raw poll on one descriptor we own.
+            let r = unsafe { libc::syscall(libc::SYS_poll, &mut p as *mut libc::pollfd, 1, -1) };
+            if r >= 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                break;
+            }
+        }
+        hiber_sys::sigprocmask(hiber_sys::consts::SIG_BLOCK, bit);
+    }
+}
+
+impl Drop for NoCheckpoint {
+    fn drop(&mut self) {
+        hiber_sys::sigprocmask(hiber_sys::consts::SIG_SETMASK, self.old);
+    }
+}
+
 // ---- descriptors of API connections -------------------------------------
 
 /// Descriptors of control connections opened by API calls: never saved,
@@ -256,7 +303,10 @@ pub extern "C" fn hiber_checkpoint() -> c_int {
         return HIBER_EDEADLK;
     }
     let epoch = RESTART_EPOCH.load(Acquire);
+    let guard = NoCheckpoint::new();
     if shared().standalone {
+        // The wait below is futex-only: no allocation, the thread may stop.
+        drop(guard);
         let target = DONE.load(Acquire);
         REQUESTS.fetch_add(1, AcqRel);
         hiber_sys::futex_wake(&REQUESTS);
@@ -283,9 +333,16 @@ pub extern "C" fn hiber_checkpoint() -> c_int {
         Ok(c) => c,
         Err(e) => return e,
     };
-    let reply = c
+    let reply = match c
         .conn
-        .request(&ToCoord::Checkpoint(CheckpointOptions::default()));
+        .send(&ToCoord::Checkpoint(CheckpointOptions::default()))
+    {
+        Ok(()) => {
+            guard.wait_readable(c.conn.raw_fd());
+            c.conn.recv()
+        }
+        Err(e) => Err(e),
+    };
     drop(c);
     if RESTART_EPOCH.load(Acquire) != epoch {
         return HIBER_RESTARTED;
@@ -345,6 +402,7 @@ pub extern "C" fn hiber_unregister_callback(handle: c_int) -> c_int {
 
 #[unsafe(no_mangle)]
 pub extern "C" fn hiber_generation() -> c_longlong {
+    let _guard = NoCheckpoint::new();
     if !enabled() {
         return HIBER_ENOTENABLED as c_longlong;
     }
@@ -370,6 +428,7 @@ fn copy_out(s: &str, buf: *mut c_char, len: usize) -> c_int {
 
 #[unsafe(no_mangle)]
 pub extern "C" fn hiber_get_ckpt_dir(buf: *mut c_char, len: usize) -> c_int {
+    let _guard = NoCheckpoint::new();
     if !enabled() {
         return HIBER_ENOTENABLED;
     }
@@ -380,6 +439,7 @@ pub extern "C" fn hiber_get_ckpt_dir(buf: *mut c_char, len: usize) -> c_int {
 /// `dir` must be a NUL-terminated string.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn hiber_set_ckpt_dir(dir: *const c_char) -> c_int {
+    let _guard = NoCheckpoint::new();
     if !enabled() {
         return HIBER_ENOTENABLED;
     }
@@ -413,6 +473,7 @@ pub unsafe extern "C" fn hiber_set_ckpt_dir(dir: *const c_char) -> c_int {
 
 #[unsafe(no_mangle)]
 pub extern "C" fn hiber_image_path(buf: *mut c_char, len: usize) -> c_int {
+    let _guard = NoCheckpoint::new();
     if !enabled() {
         return HIBER_ENOTENABLED;
     }
@@ -439,6 +500,7 @@ pub struct HiberStatus {
 /// `out` must point to a writable `hiber_status_t`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn hiber_coordinator_status(out: *mut HiberStatus) -> c_int {
+    let _guard = NoCheckpoint::new();
     if !enabled() {
         return HIBER_ENOTENABLED;
     }
@@ -486,6 +548,7 @@ pub unsafe extern "C" fn hiber_coordinator_status(out: *mut HiberStatus) -> c_in
 /// `image_path` must be a NUL-terminated string.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn hiber_init_standalone(image_path: *const c_char, flags: c_uint) -> c_int {
+    let _guard = NoCheckpoint::new();
     if enabled() {
         return HIBER_EBUSY;
     }
@@ -519,6 +582,7 @@ pub unsafe extern "C" fn hiber_init_standalone(image_path: *const c_char, flags:
 /// `name` must be a NUL-terminated string.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn hiber_barrier(name: *const c_char) -> c_int {
+    let _guard = NoCheckpoint::new();
     if !enabled() {
         return HIBER_ENOTENABLED;
     }
@@ -566,6 +630,7 @@ pub unsafe extern "C" fn hiber_kv_put(
     value: *const c_void,
     len: usize,
 ) -> c_int {
+    let _guard = NoCheckpoint::new();
     if !enabled() {
         return HIBER_ENOTENABLED;
     }
@@ -614,6 +679,7 @@ pub unsafe extern "C" fn hiber_kv_put(
 /// `key` NUL-terminated; `buf` writable for `len` bytes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn hiber_kv_get(key: *const c_char, buf: *mut c_void, len: usize) -> c_long {
+    let _guard = NoCheckpoint::new();
     if !enabled() {
         return HIBER_ENOTENABLED as c_long;
     }

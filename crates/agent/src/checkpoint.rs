@@ -315,10 +315,11 @@ fn checkpoint(link: &mut Link, generation: u64, opts: &CheckpointOptions) -> Res
         Err(error)
     };
 
-    // The program's threads still run: callbacks and plugins get their
-    // chance, and critical sections close.
-    crate::events::pre_suspend(link);
+    // The program's threads still run: a checkpoint starts only once no
+    // critical section is open (one opened later defers its thread's stop),
+    // then callbacks and plugins get their chance.
     crate::capi::wait_no_critical_sections();
+    crate::events::pre_suspend(link);
 
     // Everything that allocates a lot or may block goes before the stop.
     let wopts = WriteOptions {

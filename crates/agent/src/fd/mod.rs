@@ -18,13 +18,10 @@ use hiber_image::meta::{FdKind, FdMeta};
 pub const AGENT_FD_BASE: i32 = 900;
 
 pub fn save(exclude: &[i32]) -> Vec<FdMeta> {
-    let mut fds: Vec<i32> = match std::fs::read_dir("/proc/self/fd") {
-        Ok(d) => d
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse().ok())
-            .collect(),
-        Err(_) => Vec::new(),
-    };
+    let mut fds: Vec<i32> = crate::procfs::numeric_entries(c"/proc/self/fd")
+        .into_iter()
+        .map(|f| f as i32)
+        .collect();
     // The directory handle used for the listing is closed by now, so its
     // number fails below and is skipped.
     fds.sort_unstable();
@@ -151,13 +148,10 @@ pub fn restore(saved: &[FdMeta], temp_fds: &[i32]) -> Vec<String> {
             })
     };
     // Close what `hiber restart` left open that the process did not have.
-    let open_now: Vec<i32> = match std::fs::read_dir("/proc/self/fd") {
-        Ok(d) => d
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse().ok())
-            .collect(),
-        Err(_) => Vec::new(),
-    };
+    let open_now: Vec<i32> = crate::procfs::numeric_entries(c"/proc/self/fd")
+        .into_iter()
+        .map(|f| f as i32)
+        .collect();
     for fd in open_now {
         if !keep_inherited(fd) {
             // SAFETY: closing descriptors the restored program never had

@@ -193,15 +193,7 @@ pub fn rseq_len() -> u32 {
 }
 
 fn list_tasks() -> Vec<u32> {
-    let mut out = Vec::new();
-    if let Ok(dir) = std::fs::read_dir("/proc/self/task") {
-        for e in dir.flatten() {
-            if let Some(tid) = e.file_name().to_str().and_then(|s| s.parse().ok()) {
-                out.push(tid);
-            }
-        }
-    }
-    out
+    crate::procfs::numeric_entries(c"/proc/self/task")
 }
 
 /// Stops every program thread. On success the threads' slots are filled;
