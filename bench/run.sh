@@ -97,11 +97,11 @@ next_line() { # reads one complete line into LINE (gap lines also go to GAPS); 1
     return 1
 }
 drain() { while next_line; do :; done; }
-# wait_for KIND MIN_T_US TIMEOUT_S: the first line "KIND ..." whose time
-# (last field) is >= MIN_T_US; polls every millisecond. Sets LINE and SEEN
-# (when the bench saw it).
+# wait_for KIND MIN_T_US TIMEOUT_S [PID LOG]: the first line "KIND ..." whose
+# time (last field) is >= MIN_T_US; polls every millisecond. Sets LINE and
+# SEEN (when the bench saw it). Gives up early if process PID has ended.
 wait_for() {
-    local kind=$1 min=$2 deadline
+    local kind=$1 min=$2 deadline n=0
     now_us; deadline=$((NOW + $3 * 1000000))
     while :; do
         if next_line; then
@@ -110,7 +110,13 @@ wait_for() {
             continue
         fi
         now_us
-        ((NOW < deadline)) || { echo "bench: no '$kind' line after $3 s (see $OUT)" >&2; return 1; }
+        if ((NOW >= deadline)); then
+            echo "bench: no '$kind' line in $OUT after $3 s" >&2; exit 1
+        fi
+        if [[ -n ${4:-} ]] && ((++n % 100 == 0)) && ! kill -0 "$4" 2>/dev/null; then
+            echo "bench: the process ended before its '$kind' line; its output:" >&2
+            cat "$5" >&2; exit 1
+        fi
         msleep1
     done
 }
@@ -172,7 +178,7 @@ scenario() { # scenario MiB
     "$HIBER" launch --coord "$COORD" --ckpt-dir "$T/img" "$T/alloc" "$n" "$OUT" \
         </dev/null >"$T/prog.log" 2>&1 &
     PROG_PID=$!
-    wait_for ready 0 $((30 + n / 8))
+    wait_for ready 0 $((30 + n / 8)) "$PROG_PID" "$T/prog.log"
 
     # Checkpoints: time of `hiber checkpoint` and the stall the program saw.
     for mode in $MODES; do
@@ -216,12 +222,19 @@ scenario() { # scenario MiB
             now_us; t0=$NOW
             "$HIBER" restart --coord "$COORD" "$img" </dev/null >"$T/restart.log" 2>&1 &
             RESTART_PID=$!
-            wait_for gap "$t0" 60
+            wait_for gap "$t0" 60 "$RESTART_PID" "$T/restart.log"
             local f=($LINE)
             rec "$n:$mode:restart" "$(us2ms $((f[2] - t0)))"
             rec "$n:$mode:restart_seen" "$(us2ms $((SEEN - t0)))"
             RESTORED_PID=$(cat "/proc/$RESTART_PID/task/$RESTART_PID/children")
             RESTORED_PID=${RESTORED_PID%% *}
+            # Let the coordinator finish the restart (the process rejoins it)
+            # before the process is killed, or it would wait for it forever.
+            local k
+            for ((k = 0; k < 500; k++)); do
+                [[ $("$HIBER" status --coord "$COORD" --json) == *'"restarting"'* ]] || break
+                msleep1
+            done
             if ((i == REPS - 1)); then # the memory came back intact?
                 now_us; t1=$NOW
                 kill -USR1 "$RESTORED_PID"

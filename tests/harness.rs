@@ -99,9 +99,13 @@ impl Env {
         let dir = base.join(format!("hiber-test-{}-{}", name, std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        // Ports per test process: 20000 + (pid % 2000) * 16 + n.
+        // Ports per test process: 20000 + (pid % 796) * 16 + n, all below
+        // 32768, where Linux (by default) starts handing out the local ports
+        // of outgoing connections: a long-lived agent connection that got a
+        // test's port as its local port would make that test's coordinator
+        // fail with EADDRINUSE.
         let n = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
-        let port = 20000 + ((std::process::id() % 2000) as u16) * 16 + (n % 16);
+        let port = 20000 + ((std::process::id() % 796) as u16) * 16 + (n % 16);
         Env {
             dir,
             port,
@@ -336,6 +340,24 @@ impl Drop for Env {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// The whole cycle most tests run: launch `prog args` with `flags`, wait
+/// for a few lines, checkpoint, let it run on a little, SIGKILL it and the
+/// coordinator, restart from the image in fresh processes, wait for the
+/// end, and compare with `reference`, the output of an uninterrupted run.
+pub fn kill_restart_cycle(env: &Env, reference: &str, flags: &[&str], prog: &Path, args: &[&str]) {
+    let t = Duration::from_secs(60);
+    let mut c = env.launch(flags, prog, args, "run.out");
+    env.wait_lines("run.out", 4, t);
+    let images = env.checkpoint(&[]);
+    env.wait_lines("run.out", env.read("run.out").lines().count() + 2, t);
+    env.kill_all(&mut [&mut c]);
+    let before = env.read("run.out");
+    let mut r = env.restart(&images, "restart.out");
+    let st = env.wait(&mut r, t);
+    assert!(st.success(), "restarted program failed: {st:?}");
+    assert_continuation(reference, &before, &env.read("restart.out"), true);
 }
 
 /// Checks that `restarted` continues the uninterrupted output `full` from

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use hiber_e2e::{Env, assert_continuation};
+use hiber_e2e::{Env, assert_continuation, kill_restart_cycle};
 
 const T: Duration = Duration::from_secs(60);
 
@@ -272,7 +272,14 @@ fn unprivileged_user_cycle() {
                 ])
                 .status()
                 .expect("useradd is needed to test as an unprivileged user");
-            assert!(st.success());
+            // Another test run may have created it meanwhile.
+            let exists = || {
+                std::process::Command::new("id")
+                    .arg(name)
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            };
+            assert!(st.success() || exists(), "useradd {name} failed");
         }
         let id = |f: &str| -> u32 {
             let o = std::process::Command::new("id")
@@ -287,14 +294,11 @@ fn unprivileged_user_cycle() {
     let prog = env.compile("memory", &[]);
     let full = reference(&env, &prog, "50");
     let data = env.dir.join("run.data");
-    let mut c = env.launch(&[], &prog, &["50", "40", data.to_str().unwrap()], "run.out");
-    env.wait_lines("run.out", 5, T);
-    let images = env.checkpoint(&[]);
-    env.wait_lines("run.out", env.read("run.out").lines().count() + 2, T);
-    env.kill_all(&mut [&mut c]);
-    let before = env.read("run.out");
-    let mut r = env.restart(&images, "restart.out");
-    let st = env.wait(&mut r, T);
-    assert!(st.success(), "{st:?}");
-    assert_continuation(&full, &before, &env.read("restart.out"), true);
+    kill_restart_cycle(
+        &env,
+        &full,
+        &[],
+        &prog,
+        &["50", "40", data.to_str().unwrap()],
+    );
 }

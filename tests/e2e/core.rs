@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use hiber_e2e::{Env, assert_continuation};
+use hiber_e2e::{Env, assert_continuation, kill_restart_cycle};
 
 const T: Duration = Duration::from_secs(60);
 
@@ -116,16 +116,7 @@ fn simple_cycle(name: &str, program: &str, steps: &str) {
         .unwrap();
     assert!(out.status.success());
     let full = String::from_utf8(out.stdout).unwrap();
-    let mut c = env.launch(&[], &prog, &[steps, "40"], "run.out");
-    env.wait_lines("run.out", 4, T);
-    let images = env.checkpoint(&[]);
-    env.wait_lines("run.out", env.read("run.out").lines().count() + 2, T);
-    env.kill_all(&mut [&mut c]);
-    let before = env.read("run.out");
-    let mut r = env.restart(&images, "restart.out");
-    let st = env.wait(&mut r, T);
-    assert!(st.success(), "{st:?}");
-    assert_continuation(&full, &before, &env.read("restart.out"), true);
+    kill_restart_cycle(&env, &full, &[], &prog, &[steps, "40"]);
 }
 
 #[test]

@@ -5,24 +5,11 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
-use hiber_e2e::{Env, assert_continuation};
+use hiber_e2e::{Env, kill_restart_cycle};
 
-const T: Duration = Duration::from_secs(60);
-
-/// `reference` is the uninterrupted output; `prog args` is launched.
 fn cycle(env: &Env, reference: &str, prog: &Path, args: &[&str]) {
-    let mut c = env.launch(&[], prog, args, "run.out");
-    env.wait_lines("run.out", 5, T);
-    let images = env.checkpoint(&[]);
-    env.wait_lines("run.out", env.read("run.out").lines().count() + 2, T);
-    env.kill_all(&mut [&mut c]);
-    let before = env.read("run.out");
-    let mut r = env.restart(&images, "restart.out");
-    let st = env.wait(&mut r, T);
-    assert!(st.success(), "{st:?}");
-    assert_continuation(reference, &before, &env.read("restart.out"), true);
+    kill_restart_cycle(env, reference, &[], prog, args);
 }
 
 fn output(cmd: &mut Command) -> String {

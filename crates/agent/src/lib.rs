@@ -32,6 +32,7 @@ mod fd;
 mod log;
 mod mechanisms;
 mod mem;
+mod next;
 mod procfs;
 mod restart;
 mod signals;

@@ -12,9 +12,9 @@
 
 use std::ffi::c_int;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use crate::config;
+use crate::next::real;
 
 /// The program's own idea of the checkpoint signal's disposition.
 static VIRTUAL: Mutex<Option<libc::sigaction>> = Mutex::new(None);
@@ -25,22 +25,6 @@ fn ckpt_sig() -> c_int {
 
 fn active() -> bool {
     config::get().enabled
-}
-
-macro_rules! real {
-    ($name:literal, $ty:ty) => {{
-        static PTR: AtomicUsize = AtomicUsize::new(0);
-        let mut p = PTR.load(Relaxed);
-        if p == 0 {
-            // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name.
-            p = unsafe { libc::dlsym(libc::RTLD_NEXT, concat!($name, "\0").as_ptr().cast()) }
-                as usize;
-            PTR.store(p, Relaxed);
-        }
-        // SAFETY: `p` is glibc's definition of this function, whose C
-        // signature is `$ty`.
-        unsafe { std::mem::transmute::<usize, $ty>(p) }
-    }};
 }
 
 type SigactionFn =

@@ -9,8 +9,9 @@
 //! `EINTR` to the program.
 
 use std::ffi::{c_int, c_uint, c_void};
-use std::sync::atomic::{AtomicUsize, Ordering::*};
+use std::sync::atomic::Ordering::*;
 
+use crate::next::real;
 use crate::threads::suspend::EPOCH;
 
 fn epoch() -> u64 {
@@ -20,23 +21,6 @@ fn epoch() -> u64 {
 fn errno() -> c_int {
     // SAFETY: reads this thread's errno.
     unsafe { *libc::__errno_location() }
-}
-
-/// Resolves the next definition of `name` (glibc's), once.
-macro_rules! real {
-    ($name:literal, $ty:ty) => {{
-        static PTR: AtomicUsize = AtomicUsize::new(0);
-        let mut p = PTR.load(Relaxed);
-        if p == 0 {
-            // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name.
-            p = unsafe { libc::dlsym(libc::RTLD_NEXT, concat!($name, "\0").as_ptr().cast()) }
-                as usize;
-            PTR.store(p, Relaxed);
-        }
-        // SAFETY: `p` is glibc's definition of this very function, whose
-        // C signature is `$ty`.
-        unsafe { std::mem::transmute::<usize, $ty>(p) }
-    }};
 }
 
 type NanosleepFn = unsafe extern "C" fn(*const libc::timespec, *mut libc::timespec) -> c_int;
