@@ -10,6 +10,8 @@
 #   REPS        repetitions of every measurement; medians are reported (3)
 #   WARMUP      unrecorded rounds before them (1): see "Noise" in the report
 #   IDLE_WAIT   seconds to wait at most for an idle machine before each size (120)
+#   PREWARM     1: write and delete SIZE MiB just before each timed operation (see
+#               prewarm below); 0: don't
 #   BENCH_DIR   where the images and the dd files go (default: $TMPDIR or /tmp)
 #   BENCH_DOC   Markdown report to write (default docs/PERFORMANCE.md; "-" = none)
 #   HIBER_BIN_DIR  directory holding hiber, libhiber.so, hiber-restore
@@ -129,16 +131,29 @@ fresh_coordinator() {
 ddbench() { # ddbench MiB: dd with and without fdatasync
     local n=$1 i t0
     for ((i = -WARMUP; i < REPS; i++)); do
-        rm -f "$T/ddtest"; sync
+        rm -f "$T/ddtest"; sync; prewarm "$n"
         now_us; t0=$NOW
         dd if=/dev/zero of="$T/ddtest" bs=1M count="$n" conv=fdatasync status=none
         now_us; rec "$n:dd_sync" "$(us2ms $((NOW - t0)))"
-        rm -f "$T/ddtest"; sync
+        rm -f "$T/ddtest"; sync; prewarm "$n"
         now_us; t0=$NOW
         dd if=/dev/zero of="$T/ddtest" bs=1M count="$n" status=none
         now_us; rec "$n:dd_plain" "$(us2ms $((NOW - t0)))"
     done
     rm -f "$T/ddtest"; sync
+}
+
+# prewarm MiB: write and delete a scratch file of that size just before a
+# timed operation, so that operation gets recently used memory. On this VM
+# memory left free for a few seconds goes back to the hypervisor (virtio-balloon
+# free page reporting), and using it again makes a large write 3-5x slower,
+# dd's as much as hiber's; this puts every measurement on the same footing.
+PREWARM=${PREWARM:-1}
+prewarm() {
+    if ((PREWARM)); then
+        dd if=/dev/zero of="$T/prewarm" bs=1M count="$1" status=none
+        rm -f "$T/prewarm"
+    fi
 }
 
 MODES="comp-sync comp-nosync raw-sync raw-nosync"
@@ -185,7 +200,7 @@ scenario() { # scenario MiB
         local dir=$T/img-$mode
         mkdir -p "$dir"
         for ((i = -WARMUP; i < REPS; i++)); do
-            rm -f "$dir"/*.hiber; sync
+            rm -f "$dir"/*.hiber; sync; prewarm "$n"
             drain; GAPS=()
             now_us; t0=$NOW
             # shellcheck disable=SC2046
@@ -217,7 +232,7 @@ scenario() { # scenario MiB
     for mode in comp-sync raw-sync; do
         img=$(ls "$T/img-$mode"/*.hiber)
         for ((i = -WARMUP; i < REPS; i++)); do
-            sync
+            sync; prewarm "$n"
             drain
             now_us; t0=$NOW
             "$HIBER" restart --coord "$COORD" "$img" </dev/null >"$T/restart.log" 2>&1 &
@@ -399,25 +414,29 @@ as a "gap" with its length and the time the program ran again.
 - **restart**: from starting \`hiber restart IMAGE\` (coordinator already running,
   image in the page cache) until the restarted program's first wake-up, as stamped by
   the program itself (CLOCK_REALTIME); "seen by the bench" is when the bench's 1 ms
-  poll of the log saw that line. After the last repetition the program checks all of
+  poll of the log saw that line. The previous restarted process was SIGKILLed. After the last repetition the program checks all of
   its memory against the expected contents ("memory verified").
 - **dd**: \`dd if=/dev/zero of=DIR/ddtest bs=1M count=SIZE conv=fdatasync\` and the same
   without \`conv=fdatasync\`, into the bench directory, after \`sync\`.
-
-Each set of $REPS measurements is preceded by $WARMUP unrecorded warm-up round(s) (listed
-as \`…:warmup\` under "All samples"); see "Noise" below.
 
 ## Noise on this machine
 
 This is a small VM, and two effects dominate the spread of the samples:
 
-- Memory that was not used recently is slow to allocate: the first write of a few
-  hundred MiB into the page cache by a process can take 5–10× longer than the next one
-  (a single 512 MiB \`write\` from Python: 0.7–1.3 s the first time, 0.1 s after),
-  whichever program does it, hiber or dd. That is why every set starts with a warm-up
-  round, and why medians are reported.
-- Anything else running on the 2 CPUs (a build, say) slows the checkpoints, which
-  compress and scan memory on every core: compare the load average above.
+- Memory left free for a few seconds is handed back to the hypervisor (the
+  virtio-balloon device reports free pages), and the next large allocation pays for
+  getting it back: \`dd ... bs=1M count=1024\` without sync takes about 0.2 s right
+  after a similar file was deleted and 0.85–1.5 s after 3 idle seconds. hiber's page
+  cache writes, its memfd and the restored process's memory are hit the same way. So,
+  with \`PREWARM=1\` (the default), the bench writes and deletes a scratch file of the
+  process size just before every timed operation, dd included; without it the 1 GiB
+  numbers jump between runs by 2–5×. Some samples are still hit (one in four or so).
+- Anything else running on the 2 CPUs (a build, tests) slows the checkpoints, which
+  compress and scan memory on every core: before each size the bench waits (up to
+  \`IDLE_WAIT\` s) for the machine to be idle, and the CPU time others used is shown above.
+
+Every set starts with $WARMUP unrecorded warm-up round(s), and medians are reported; all
+samples are listed at the end.
 
 ## Targets
 

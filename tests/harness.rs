@@ -71,8 +71,28 @@ fn is_adopted(pid: i32) -> bool {
     !SPAWNED.lock().unwrap().contains(&pid)
 }
 
-fn track(child: &Child) {
-    SPAWNED.lock().unwrap().push(child.id() as i32);
+/// Spawns `cmd` and records it as ours, holding the list's lock across the
+/// spawn: otherwise the reaper could see a quick child exit before it is
+/// recorded, reap it, and the caller's `wait` would fail with ECHILD.
+pub fn spawn_tracked(cmd: &mut Command) -> std::io::Result<Child> {
+    let mut spawned = SPAWNED.lock().unwrap();
+    let child = cmd.spawn()?;
+    spawned.push(child.id() as i32);
+    Ok(child)
+}
+
+/// `cmd.output()` (stdin from /dev/null, stdout and stderr captured) for a
+/// child the reaper leaves alone. Use it instead of `Command::output`.
+pub fn output(cmd: &mut Command) -> std::io::Result<Output> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    spawn_tracked(cmd)?.wait_with_output()
+}
+
+/// `cmd.status()` for a child the reaper leaves alone.
+pub fn status(cmd: &mut Command) -> std::io::Result<std::process::ExitStatus> {
+    spawn_tracked(cmd)?.wait()
 }
 
 /// A test's private world.
@@ -155,44 +175,29 @@ impl Env {
             .join("programs")
             .join(format!("{name}.c"));
         let out = self.dir.join(name);
-        let st = Command::new("cc")
-            .args(["-O1", "-g", "-o"])
-            .arg(&out)
-            .arg(&src)
-            .args(extra)
-            .status()
-            .expect("cc must be installed");
+        let st = status(
+            Command::new("cc")
+                .args(["-O1", "-g", "-o"])
+                .arg(&out)
+                .arg(&src)
+                .args(extra),
+        )
+        .expect("cc must be installed");
         assert!(st.success(), "compiling {}", src.display());
         out
     }
 
     /// `hiber launch [flags] PROG ARGS`, stdout to `<name>.out`.
     pub fn launch(&self, flags: &[&str], prog: &Path, args: &[&str], out: &str) -> Child {
-        let mut child = self
-            .cmd()
-            .arg("launch")
-            .args(flags)
-            .arg(prog)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        track(&child);
-        self.capture(&mut child, out);
-        child
+        let mut cmd = self.cmd();
+        cmd.arg("launch").args(flags).arg(prog).args(args);
+        self.spawn(cmd, out)
     }
 
-    /// Spawns any command with stdin from /dev/null and stdout copied into
-    /// `<out>`; the child is tracked like the ones [`launch`](Self::launch)
-    /// starts.
+    /// Spawns `cmd` with stdin from /dev/null and stdout copied into
+    /// `<out>`, as a child the reaper leaves alone.
     pub fn spawn(&self, mut cmd: Command, out: &str) -> Child {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        track(&child);
+        let mut child = spawn_tracked(cmd.stdin(Stdio::null()).stdout(Stdio::piped())).unwrap();
         self.capture(&mut child, out);
         child
     }
@@ -214,7 +219,7 @@ impl Env {
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
-        self.cmd().args(args).output().unwrap()
+        output(self.cmd().args(args)).unwrap()
     }
 
     /// `hiber checkpoint`; panics with its stderr on failure. Returns image paths.
@@ -235,17 +240,9 @@ impl Env {
 
     /// `hiber restart IMAGES`, stdout to `<out>`.
     pub fn restart(&self, images: &[PathBuf], out: &str) -> Child {
-        let mut child = self
-            .cmd()
-            .arg("restart")
-            .args(images)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        track(&child);
-        self.capture(&mut child, out);
-        child
+        let mut cmd = self.cmd();
+        cmd.arg("restart").args(images);
+        self.spawn(cmd, out)
     }
 
     /// Copies the child's stdout (a pipe, as for a program in a pipeline)

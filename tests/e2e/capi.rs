@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use hiber_e2e::{Env, assert_continuation, bin_dir};
+use hiber_e2e::{Env, assert_continuation, bin_dir, output, status};
 
 const T: Duration = Duration::from_secs(60);
 
@@ -48,11 +48,12 @@ fn without_hiber(cmd: &mut Command) -> &mut Command {
 }
 
 fn run_plain(env: &Env, prog: &Path, args: &[&str]) -> String {
-    let out = without_hiber(&mut Command::new(prog))
-        .current_dir(&env.dir)
-        .args(args)
-        .output()
-        .unwrap();
+    let out = output(
+        without_hiber(&mut Command::new(prog))
+            .current_dir(&env.dir)
+            .args(args),
+    )
+    .unwrap();
     assert!(
         out.status.success(),
         "{} without hiber failed: {}",
@@ -73,7 +74,7 @@ fn install(env: &Env, prefix: &Path, destdir: Option<&Path>) -> String {
     if let Some(d) = destdir {
         cmd.env("DESTDIR", d);
     }
-    let out = cmd.output().unwrap();
+    let out = output(&mut cmd).unwrap();
     assert!(
         out.status.success(),
         "install.sh failed: {}{}",
@@ -84,11 +85,12 @@ fn install(env: &Env, prefix: &Path, destdir: Option<&Path>) -> String {
 }
 
 fn pkg_config(prefix: &Path) -> Vec<String> {
-    let out = Command::new("pkg-config")
-        .args(["--cflags", "--libs", "hiber"])
-        .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig"))
-        .output()
-        .expect("pkg-config must be installed");
+    let out = output(
+        Command::new("pkg-config")
+            .args(["--cflags", "--libs", "hiber"])
+            .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig")),
+    )
+    .expect("pkg-config must be installed");
     assert!(
         out.status.success(),
         "pkg-config: {}",
@@ -208,13 +210,14 @@ int main(void) {
     .unwrap();
     let prog = env.dir.join("notenabled");
     let flags = pkg_config(&prefix);
-    let st = Command::new("cc")
-        .arg("-o")
-        .arg(&prog)
-        .arg(&src)
-        .args(&flags)
-        .status()
-        .unwrap();
+    let st = status(
+        Command::new("cc")
+            .arg("-o")
+            .arg(&prog)
+            .arg(&src)
+            .args(&flags),
+    )
+    .unwrap();
     assert!(st.success());
     let out = run_plain(&env, &prog, &[]);
     assert_eq!(
@@ -245,13 +248,14 @@ int main(void) {
     .unwrap();
     let weak = env.dir.join("weak");
     let cflags: Vec<&String> = flags.iter().filter(|f| f.starts_with("-I")).collect();
-    let st = Command::new("cc")
-        .arg("-o")
-        .arg(&weak)
-        .arg(&weak_src)
-        .args(cflags)
-        .status()
-        .unwrap();
+    let st = status(
+        Command::new("cc")
+            .arg("-o")
+            .arg(&weak)
+            .arg(&weak_src)
+            .args(cflags),
+    )
+    .unwrap();
     assert!(st.success(), "HIBER_WEAK program must link without -lhiber");
     assert_eq!(run_plain(&env, &weak, &[]), "weak: no agent\n");
     let mut env = env;
@@ -442,14 +446,15 @@ fn plugin_events_and_barrier() {
     let env = Env::new("plugin");
     let prog = env.compile("api_loop", &strs(&tree_flags()));
     let plugin = env.dir.join("plugin.so");
-    let st = Command::new("cc")
-        .args(["-shared", "-fPIC", "-O1", "-g"])
-        .arg(format!("-I{}", repo().join("include").display()))
-        .arg("-o")
-        .arg(&plugin)
-        .arg(repo().join("tests/programs/plugin.c"))
-        .status()
-        .unwrap();
+    let st = status(
+        Command::new("cc")
+            .args(["-shared", "-fPIC", "-O1", "-g"])
+            .arg(format!("-I{}", repo().join("include").display()))
+            .arg("-o")
+            .arg(&plugin)
+            .arg(repo().join("tests/programs/plugin.c")),
+    )
+    .unwrap();
     assert!(st.success(), "building the plugin");
 
     let launch = |name: &str, peer: &str| {
@@ -518,13 +523,14 @@ fn crs_example_cycle() {
     let prefix = env.dir.join("prefix");
     install(&env, &prefix, None);
     env.bin = prefix.join("bin");
-    let out = Command::new("make")
-        .arg("-C")
-        .arg(repo().join("examples/crs"))
-        .arg(format!("OUT={}", env.dir.display()))
-        .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig"))
-        .output()
-        .expect("make must be installed");
+    let out = output(
+        Command::new("make")
+            .arg("-C")
+            .arg(repo().join("examples/crs"))
+            .arg(format!("OUT={}", env.dir.display()))
+            .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig")),
+    )
+    .expect("make must be installed");
     let log = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
