@@ -335,18 +335,19 @@ targets() {
     [[ " $SIZES " == *" 1024 "* ]] || big=$(tr ' ' '\n' <<<"$SIZES" | sort -n | tail -1)
     local ds dp a b c
     ds=$(median "$big:dd_sync"); dp=$(median "$big:dd_plain")
-    echo "| target | limit | measured | result |"
-    echo "|---|---|---|---|"
+    sm() { local v=${R[$1]:-}; echo "${v// /, }"; }
+    echo "| target | limit | measured (median) | result | samples, ms |"
+    echo "|---|---|---|---|---|"
     a=$(ratio "$(median "$big:raw-sync:ckpt")" "$ds")
     b=$(ratio "$(median "$big:raw-nosync:ckpt")" "$dp")
     c=$(ratio "$(median "$big:raw-sync:restart")" "$dp")
-    echo "| $big MiB uncompressed durable checkpoint | ≤ 1.2 × dd fdatasync ($(fmt "$ds") ms → ≤ $(awk -v d="$ds" 'BEGIN{printf "%.0f", d*1.2}') ms) | $(fmt "$(median "$big:raw-sync:ckpt")") ms = $a × | $(verdict "$a" 1.2) |"
-    echo "| $big MiB uncompressed \`--no-sync\` checkpoint | ≤ 1.5 × plain dd ($(fmt "$dp") ms → ≤ $(awk -v d="$dp" 'BEGIN{printf "%.0f", d*1.5}') ms) | $(fmt "$(median "$big:raw-nosync:ckpt")") ms = $b × | $(verdict "$b" 1.5) |"
-    echo "| $big MiB uncompressed restart until running | ≤ 1.0 × plain dd ($(fmt "$dp") ms) | $(fmt "$(median "$big:raw-sync:restart")") ms = $c × | $(verdict "$c" 1.0) |"
+    echo "| $big MiB uncompressed durable checkpoint | ≤ 1.2 × dd fdatasync ($(fmt "$ds") ms → ≤ $(awk -v d="$ds" 'BEGIN{printf "%.0f", d*1.2}') ms) | $(fmt "$(median "$big:raw-sync:ckpt")") ms = $a × | $(verdict "$a" 1.2) | hiber $(sm "$big:raw-sync:ckpt"); dd $(sm "$big:dd_sync") |"
+    echo "| $big MiB uncompressed \`--no-sync\` checkpoint | ≤ 1.5 × plain dd ($(fmt "$dp") ms → ≤ $(awk -v d="$dp" 'BEGIN{printf "%.0f", d*1.5}') ms) | $(fmt "$(median "$big:raw-nosync:ckpt")") ms = $b × | $(verdict "$b" 1.5) | hiber $(sm "$big:raw-nosync:ckpt"); dd $(sm "$big:dd_plain") |"
+    echo "| $big MiB uncompressed restart until running | ≤ 1.0 × plain dd ($(fmt "$dp") ms) | $(fmt "$(median "$big:raw-sync:restart")") ms = $c × | $(verdict "$c" 1.0) | hiber $(sm "$big:raw-sync:restart"); dd $(sm "$big:dd_plain") |"
     if [[ -n $t ]]; then
-        echo "| $t MiB checkpoint (default: compressed, durable) | ≤ 50 ms | $(fmt "$(median "$t:comp-sync:ckpt")") ms | $(verdict "$(median "$t:comp-sync:ckpt")" 50) |"
-        echo "| $t MiB checkpoint \`--no-sync\` | ≤ 50 ms | $(fmt "$(median "$t:comp-nosync:ckpt")") ms | $(verdict "$(median "$t:comp-nosync:ckpt")" 50) |"
-        echo "| $t MiB restart until running (compressed image) | ≤ 50 ms | $(fmt "$(median "$t:comp-sync:restart")") ms | $(verdict "$(median "$t:comp-sync:restart")" 50) |"
+        echo "| $t MiB checkpoint (default: compressed, durable) | ≤ 50 ms | $(fmt "$(median "$t:comp-sync:ckpt")") ms | $(verdict "$(median "$t:comp-sync:ckpt")" 50) | $(sm "$t:comp-sync:ckpt") |"
+        echo "| $t MiB checkpoint \`--no-sync\` | ≤ 50 ms | $(fmt "$(median "$t:comp-nosync:ckpt")") ms | $(verdict "$(median "$t:comp-nosync:ckpt")" 50) | $(sm "$t:comp-nosync:ckpt") |"
+        echo "| $t MiB restart until running (compressed image) | ≤ 50 ms | $(fmt "$(median "$t:comp-sync:restart")") ms | $(verdict "$(median "$t:comp-sync:restart")" 50) | $(sm "$t:comp-sync:restart") |"
     fi
 }
 
@@ -390,7 +391,7 @@ marker at the end).
 ## How to run
 
     cargo build --release
-    bash bench/run.sh                     # ~ a few minutes; rewrites docs/PERFORMANCE.md
+    bash bench/run.sh                     # 1-2 minutes; rewrites docs/PERFORMANCE.md
     SIZES="64" REPS=1 BENCH_DOC=- bash bench/run.sh   # quick look, no report
 
 \`BENCH_DIR\` picks the directory for images and dd files (its filesystem matters),
@@ -430,7 +431,8 @@ This is a small VM, and two effects dominate the spread of the samples:
   cache writes, its memfd and the restored process's memory are hit the same way. So,
   with \`PREWARM=1\` (the default), the bench writes and deletes a scratch file of the
   process size just before every timed operation, dd included; without it the 1 GiB
-  numbers jump between runs by 2–5×. Some samples are still hit (one in four or so).
+  medians moved by 2–3× between runs (single samples by up to 7×). A few samples per
+  run are still hit, which is why the targets table lists every sample.
 - Anything else running on the 2 CPUs (a build, tests) slows the checkpoints, which
   compress and scan memory on every core: before each size the bench waits (up to
   \`IDLE_WAIT\` s) for the machine to be idle, and the CPU time others used is shown above.

@@ -95,6 +95,23 @@ pub fn status(cmd: &mut Command) -> std::io::Result<std::process::ExitStatus> {
     spawn_tracked(cmd)?.wait()
 }
 
+/// `.tracked_output()` / `.tracked_status()`: [`output`] and [`status`] as
+/// methods, for builder chains.
+pub trait Tracked {
+    fn tracked_output(&mut self) -> std::io::Result<Output>;
+    fn tracked_status(&mut self) -> std::io::Result<std::process::ExitStatus>;
+}
+
+impl Tracked for Command {
+    fn tracked_output(&mut self) -> std::io::Result<Output> {
+        output(self)
+    }
+
+    fn tracked_status(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        status(self)
+    }
+}
+
 /// A test's private world.
 pub struct Env {
     pub dir: PathBuf,

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use hiber_e2e::{Env, assert_continuation, kill_restart_cycle};
+use hiber_e2e::{Env, Tracked, assert_continuation, kill_restart_cycle};
 
 const T: Duration = Duration::from_secs(60);
 
@@ -21,7 +21,7 @@ fn reference(env: &Env, prog: &Path, steps: &str) -> String {
         .current_dir(&env.dir)
         .args([steps, "0"])
         .arg(env.dir.join("ref.data"))
-        .output()
+        .tracked_output()
         .unwrap();
     assert!(out.status.success());
     String::from_utf8(out.stdout).unwrap()
@@ -152,7 +152,7 @@ fn concurrent_checkpoints_never_interleave() {
     let a = {
         let mut cmd = env.cmd();
         cmd.arg("checkpoint");
-        std::thread::spawn(move || cmd.output().unwrap())
+        std::thread::spawn(move || cmd.tracked_output().unwrap())
     };
     let b = env.run(&["checkpoint"]);
     let a = a.join().unwrap();
@@ -258,7 +258,7 @@ fn unprivileged_user_cycle() {
         let name = "hibertest";
         if std::process::Command::new("id")
             .arg(name)
-            .output()
+            .tracked_output()
             .map(|o| !o.status.success())
             .unwrap_or(true)
         {
@@ -270,13 +270,13 @@ fn unprivileged_user_cycle() {
                     "/usr/sbin/nologin",
                     name,
                 ])
-                .status()
+                .tracked_status()
                 .expect("useradd is needed to test as an unprivileged user");
             // Another test run may have created it meanwhile.
             let exists = || {
                 std::process::Command::new("id")
                     .arg(name)
-                    .output()
+                    .tracked_output()
                     .is_ok_and(|o| o.status.success())
             };
             assert!(st.success() || exists(), "useradd {name} failed");
@@ -284,7 +284,7 @@ fn unprivileged_user_cycle() {
         let id = |f: &str| -> u32 {
             let o = std::process::Command::new("id")
                 .args([f, name])
-                .output()
+                .tracked_output()
                 .unwrap();
             String::from_utf8_lossy(&o.stdout).trim().parse().unwrap()
         };

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use hiber_e2e::{Env, assert_continuation, kill_restart_cycle};
+use hiber_e2e::{Env, Tracked, assert_continuation, kill_restart_cycle};
 
 const T: Duration = Duration::from_secs(60);
 
@@ -18,7 +18,7 @@ fn reference(env: &Env, prog: &std::path::Path, steps: &str) -> (String, Vec<u8>
         .current_dir(&env.dir)
         .args([steps, "0"])
         .arg(&data)
-        .output()
+        .tracked_output()
         .unwrap();
     assert!(out.status.success());
     (
@@ -112,7 +112,7 @@ fn simple_cycle(name: &str, program: &str, steps: &str) {
     let out = std::process::Command::new(&prog)
         .current_dir(&env.dir)
         .args([steps, "0"])
-        .output()
+        .tracked_output()
         .unwrap();
     assert!(out.status.success());
     let full = String::from_utf8(out.stdout).unwrap();

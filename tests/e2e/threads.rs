@@ -6,14 +6,14 @@
 use std::path::Path;
 use std::process::Command;
 
-use hiber_e2e::{Env, kill_restart_cycle};
+use hiber_e2e::{Env, Tracked, kill_restart_cycle};
 
 fn cycle(env: &Env, reference: &str, prog: &Path, args: &[&str]) {
     kill_restart_cycle(env, reference, &[], prog, args);
 }
 
 fn output(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
+    let out = cmd.tracked_output().unwrap();
     assert!(
         out.status.success(),
         "{}",

@@ -36,6 +36,10 @@ pub const HIBER_EINVAL: c_int = -5;
 pub const HIBER_EDEADLK: c_int = -6;
 pub const HIBER_ERANGE: c_int = -7;
 
+/// A checkpoint generation the coordinator aborted while a plugin or
+/// callback held the link (seen inside `hiber_barrier`).
+pub static ABORTED: AtomicU64 = AtomicU64::new(0);
+
 /// Bumped by every restart before the program's threads run again.
 pub static RESTART_EPOCH: AtomicU64 = AtomicU64::new(0);
 /// Set once a checkpoint thread runs in this process.
@@ -593,6 +597,9 @@ pub unsafe extern "C" fn hiber_barrier(name: *const c_char) -> c_int {
     let name = unsafe { CStr::from_ptr(name) }
         .to_string_lossy()
         .into_owned();
+    if !hiber_protocol::barrier::is_user(&name) {
+        return HIBER_EINVAL;
+    }
     if shared().standalone {
         return HIBER_OK;
     }
@@ -613,7 +620,11 @@ pub unsafe extern "C" fn hiber_barrier(name: *const c_char) -> c_int {
         loop {
             match conn.recv() {
                 Ok(FromCoord::Release { name: n, .. }) if n == name => return HIBER_OK,
-                Ok(FromCoord::Abort { .. }) => return HIBER_EFAILED,
+                Ok(FromCoord::Abort { generation, .. }) => {
+                    // The checkpoint thread must not go on with it.
+                    ABORTED.store(generation, Release);
+                    return HIBER_EFAILED;
+                }
                 Ok(_) => {}
                 Err(_) => return HIBER_ECOORD,
             }

@@ -320,6 +320,9 @@ fn checkpoint(link: &mut Link, generation: u64, opts: &CheckpointOptions) -> Res
     // then callbacks and plugins get their chance.
     crate::capi::wait_no_critical_sections();
     crate::events::pre_suspend(link);
+    if crate::capi::ABORTED.load(std::sync::atomic::Ordering::Acquire) == generation {
+        return Err("checkpoint aborted by the coordinator during PRE_SUSPEND".into());
+    }
 
     // Everything that allocates a lot or may block goes before the stop.
     let wopts = WriteOptions {

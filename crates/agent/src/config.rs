@@ -28,7 +28,12 @@ pub fn init() {
         None => default,
     };
     let cfg = Config {
-        enabled: var("HIBER_COORD").is_some() && !flag("HIBER_DISABLE", false),
+        // Only under `hiber launch` (which sets HIBER_LAUNCHED): users
+        // export HIBER_COORD for the command line, and a program linked
+        // with -lhiber must not join a computation because of that.
+        enabled: var("HIBER_LAUNCHED").is_some()
+            && var("HIBER_COORD").is_some()
+            && !flag("HIBER_DISABLE", false),
         coord: var("HIBER_COORD").unwrap_or_default(),
         ckpt_dir: var("HIBER_CKPT_DIR").unwrap_or_else(|| {
             std::env::current_dir()

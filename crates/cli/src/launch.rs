@@ -85,6 +85,7 @@ pub fn run(args: LaunchArgs) -> anyhow::Result<ExitCode> {
     let mut cmd = Command::new(&args.command[0]);
     cmd.args(&args.command[1..])
         .env("LD_PRELOAD", preload)
+        .env("HIBER_LAUNCHED", "1")
         .env("HIBER_COORD", &addr)
         .env("HIBER_CKPT_DIR", &dir)
         .env("HIBER_COMPRESS", if args.no_compress { "0" } else { "1" })

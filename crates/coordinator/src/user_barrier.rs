@@ -36,8 +36,9 @@ use crate::conn::Conn;
 pub(crate) struct UserBarrier {
     /// Participants that have not arrived yet; empty means "release".
     missing: HashSet<Token>,
-    /// Processes that arrived, in arrival order (each once).
-    arrived: Vec<Token>,
+    /// Processes that arrived (a set: a repeated arrival counts once, and
+    /// the check stays O(1) with thousands of processes).
+    arrived: HashSet<Token>,
     /// The checkpoint generation whose members are the participants.
     checkpoint: Option<u64>,
 }
@@ -61,11 +62,10 @@ impl Coordinator {
         let Some(ub) = self.user_barriers.get_mut(name) else {
             return;
         };
-        if ub.arrived.contains(&token) {
+        if !ub.arrived.insert(token) {
             debug!(?token, name, "second arrival at a user barrier ignored");
             return;
         }
-        ub.arrived.push(token);
         ub.missing.remove(&token);
         if ub.missing.is_empty() {
             self.release_user_barrier(name);
@@ -76,7 +76,7 @@ impl Coordinator {
         if let Some(ck) = self.ckpt.as_ref().filter(|ck| ck.has_member(first)) {
             return UserBarrier {
                 missing: ck.member_tokens().collect(),
-                arrived: Vec::new(),
+                arrived: HashSet::new(),
                 checkpoint: Some(ck.generation()),
             };
         }
@@ -88,7 +88,7 @@ impl Coordinator {
             .collect();
         UserBarrier {
             missing,
-            arrived: Vec::new(),
+            arrived: HashSet::new(),
             checkpoint: None,
         }
     }
@@ -144,7 +144,9 @@ impl Coordinator {
             for t in &drop_missing {
                 ub.missing.remove(t);
             }
-            ub.arrived.retain(|t| !drop_arrived.contains(t));
+            for t in &drop_arrived {
+                ub.arrived.remove(t);
+            }
             if ub.arrived.is_empty() {
                 // Everyone who was waiting is gone; the next arrival
                 // opens the barrier afresh.

@@ -255,3 +255,18 @@ pub struct CheckpointResult {
     /// Path of the restart script written for this generation.
     pub restart_script: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::barrier;
+
+    #[test]
+    fn user_barrier_names() {
+        assert!(barrier::is_user("plugin-test"));
+        assert!(barrier::is_user("Suspended"));
+        for reserved in barrier::RESERVED {
+            assert!(!barrier::is_user(reserved), "{reserved}");
+        }
+        assert!(!barrier::is_user(""));
+    }
+}
