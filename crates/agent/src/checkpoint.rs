@@ -333,10 +333,12 @@ fn checkpoint(link: &mut Link, generation: u64, opts: &CheckpointOptions) -> Res
         Ok(s) => s,
         Err(e) => return fail(link, format!("preparing the image writer: {e}")),
     };
+    // A fresh file (a leftover .tmp is removed first), never a truncated
+    // one: see hiber_image::Writer::new.
+    let _ = std::fs::remove_file(&tmp);
     let file = match OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
         .open(&tmp)
     {

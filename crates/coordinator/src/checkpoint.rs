@@ -84,7 +84,12 @@ pub(crate) struct Restart {
     expected: u32,
     /// Restarted processes waiting at the `restored` barrier.
     waiting: Vec<Token>,
+    started: std::time::Instant,
 }
+
+/// A pending restart nobody has joined for this long is stale (its
+/// processes died before reconnecting) and a new `RestartBegin` replaces it.
+const STALE_RESTART: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Coordinator {
     pub(crate) fn interval_tick(&mut self) {
@@ -427,6 +432,16 @@ impl Coordinator {
                 ck.generation
             ));
         }
+        if let Some(r) = &self.restart
+            && r.waiting.is_empty()
+            && r.started.elapsed() > STALE_RESTART
+        {
+            warn!(
+                generation = r.generation,
+                "replacing a restart none of whose processes came back"
+            );
+            self.restart = None;
+        }
         if let Some(r) = &self.restart {
             return FromCoord::Error(format!(
                 "a restart is already in progress (generation {}, {} of {} processes restored)",
@@ -458,6 +473,7 @@ impl Coordinator {
                 generation,
                 expected: processes,
                 waiting: Vec::new(),
+                started: std::time::Instant::now(),
             });
             if self.config.exit_on_last && count == 0 {
                 self.empty_deadline = Some(Instant::now() + FIRST_JOIN_TIMEOUT);

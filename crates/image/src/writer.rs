@@ -203,8 +203,9 @@ pub struct Writer<'s> {
 }
 
 impl<'s> Writer<'s> {
-    /// Truncates `file` and writes a placeholder header (one that says the
-    /// file is unfinished), leaving the cursor at the data region.
+    /// Writes a placeholder header (one that says the file is unfinished)
+    /// into `file`, which must be new and empty, leaving the cursor at the
+    /// data region.
     pub fn new(
         file: File,
         identity: &Identity,
@@ -248,7 +249,10 @@ impl<'s> Writer<'s> {
             stored_bytes: 0,
             last_end: 0,
         };
-        w.file.set_len(0).map_err(io_err("truncating"))?;
+        // No truncation here: the caller hands over a new, empty file.
+        // Truncating one (even an empty one) makes ext4 flush the whole
+        // file on close (its replace-by-truncate heuristic), which costs
+        // --no-sync checkpoints a disk write.
         w.file
             .seek(SeekFrom::Start(0))
             .map_err(io_err("seeking to the start"))?;

@@ -156,13 +156,16 @@ fn push_range(out: &mut Vec<(u64, u64)>, s: u64, e: u64) {
 }
 
 fn page_is_zero(p: &[u8]) -> bool {
-    // Aligned u64 reads; LLVM vectorises this loop.
     let (pre, mid, post) = {
         // SAFETY: u8 -> u64 reinterpretation of initialised memory.
         unsafe { p.align_to::<u64>() }
     };
+    // Blocks of 8 words, OR-ed (vectorised), with an exit at the first
+    // non-zero block: a page of data costs one block, a zero page a read.
     pre.iter().all(|&b| b == 0)
-        && mid.iter().fold(0u64, |a, &w| a | w) == 0
+        && mid
+            .chunks(8)
+            .all(|c| c.iter().fold(0u64, |a, &w| a | w) == 0)
         && post.iter().all(|&b| b == 0)
 }
 
