@@ -157,3 +157,75 @@ fn raw_image_deleted_before_next_checkpoint() {
     assert_continuation(&full, "", &out, true);
     assert!(out.contains("done cold"), "{out}");
 }
+
+/// (start, end, kind, perms) of every area of an image, from `hiber inspect --json`.
+fn areas(env: &Env, image: &std::path::Path) -> Vec<(u64, u64, String, String)> {
+    let out = env.run(&["inspect", "--json", image.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let hex = |s: &serde_json::Value| {
+        u64::from_str_radix(s.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+    };
+    let text = |s: &serde_json::Value| s.as_str().unwrap().to_string();
+    v["areas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                hex(&a["start"]),
+                hex(&a["end"]),
+                text(&a["kind"]),
+                text(&a["perms"]),
+            )
+        })
+        .collect()
+}
+
+/// The restorer leaves nothing behind. Its copy of itself lives in an
+/// anonymous read-write-execute mapping that no ordinary program has: an
+/// image taken after a restart must hold no such area that the image it
+/// was restarted from did not.
+#[test]
+fn restart_leaves_no_restorer_memory() {
+    for flags in [&[][..], &["--no-compress"][..]] {
+        let env = Env::new("leftovers");
+        let prog = env.compile("memory", &[]);
+        let data = env.dir.join("run.data");
+        let mut c = env.launch(
+            flags,
+            &prog,
+            &["100", "30", data.to_str().unwrap()],
+            "run0.out",
+        );
+        env.wait_lines("run0.out", 3, T);
+        let gen1 = env.checkpoint(&[]);
+        let before = areas(&env, &gen1[0]);
+        env.kill_all(&mut [&mut c]);
+        let kept = env.dir.join("gen1.hiber");
+        std::fs::copy(&gen1[0], &kept).unwrap();
+        let mut r = env.restart(std::slice::from_ref(&kept), "run1.out");
+        env.wait_lines("run1.out", 2, T);
+        let gen2 = env.checkpoint(&[]);
+        env.kill_all(&mut [&mut r]);
+        let after = areas(&env, &gen2[0]);
+        assert!(
+            after.len() >= before.len() / 2,
+            "suspiciously few areas after the restart"
+        );
+        for a in &after {
+            let rwx_anon = a.2 == "anon" && a.3.starts_with("rwx");
+            assert!(
+                !rwx_anon || before.contains(a),
+                "area {:#x}-{:#x} {} ({flags:?}) is new after the restart: a restorer leftover",
+                a.0,
+                a.1,
+                a.3
+            );
+        }
+    }
+}
