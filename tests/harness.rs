@@ -112,6 +112,35 @@ impl Tracked for Command {
     }
 }
 
+/// The (uid, gid) of an unprivileged user to run as: when running as root,
+/// the user `hibertest` (created if needed); otherwise `None`, as the tests
+/// then already run unprivileged.
+pub fn unprivileged_user() -> Option<(u32, u32)> {
+    // SAFETY: getuid cannot fail.
+    if unsafe { libc::getuid() } != 0 {
+        return None;
+    }
+    let name = "hibertest";
+    let exists = || output(Command::new("id").arg(name)).is_ok_and(|o| o.status.success());
+    if !exists() {
+        let st = status(Command::new("useradd").args([
+            "--system",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+            name,
+        ]))
+        .expect("useradd is needed to test as an unprivileged user");
+        // Another test may have created it meanwhile.
+        assert!(st.success() || exists(), "useradd {name} failed");
+    }
+    let id = |f: &str| -> u32 {
+        let o = output(Command::new("id").args([f, name])).unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().parse().unwrap()
+    };
+    Some((id("-u"), id("-g")))
+}
+
 /// A test's private world.
 pub struct Env {
     pub dir: PathBuf,
@@ -257,8 +286,13 @@ impl Env {
 
     /// `hiber restart IMAGES`, stdout to `<out>`.
     pub fn restart(&self, images: &[PathBuf], out: &str) -> Child {
+        self.restart_with(&[], images, out)
+    }
+
+    /// `hiber restart FLAGS IMAGES`, stdout to `<out>`.
+    pub fn restart_with(&self, flags: &[&str], images: &[PathBuf], out: &str) -> Child {
         let mut cmd = self.cmd();
-        cmd.arg("restart").args(images);
+        cmd.arg("restart").args(flags).args(images);
         self.spawn(cmd, out)
     }
 

@@ -74,3 +74,42 @@ fn perl_loop() {
     let perl = Path::new("/usr/bin/perl");
     cycle(&env, &reference, perl, &["-e", code]);
 }
+
+/// With `hiber restart --same-ids` every process and thread gets its
+/// original id back (in a pid namespace of its own), so everything keyed on
+/// ids holds after a restart: gettid, pthread_kill, /proc/self/task/<tid>,
+/// CPU clocks, error-checking and recursive mutexes held across it.
+fn same_ids_cycle(name: &str, unprivileged: bool) {
+    let mut env = Env::new(name);
+    if unprivileged && let Some((uid, gid)) = hiber_e2e::unprivileged_user() {
+        env.become_user(uid, gid);
+    }
+    let prog = env.compile("ids", &["-pthread"]);
+    let mut reference = Command::new(&prog);
+    reference.args(["40", "0"]);
+    if let Some((uid, gid)) = env.user {
+        use std::os::unix::process::CommandExt;
+        reference.uid(uid).gid(gid);
+    }
+    let reference = output(&mut reference);
+    let t = std::time::Duration::from_secs(60);
+    let mut c = env.launch(&[], &prog, &["40", "30"], "run.out");
+    env.wait_lines("run.out", 4, t);
+    let images = env.checkpoint(&[]);
+    env.kill_all(&mut [&mut c]);
+    let before = env.read("run.out");
+    let mut r = env.restart_with(&["--same-ids"], &images, "restart.out");
+    let st = env.wait(&mut r, t);
+    assert!(st.success(), "restarted program failed: {st:?}");
+    hiber_e2e::assert_continuation(&reference, &before, &env.read("restart.out"), true);
+}
+
+#[test]
+fn same_ids_keep_every_id() {
+    same_ids_cycle("sameids", false);
+}
+
+#[test]
+fn same_ids_as_unprivileged_user() {
+    same_ids_cycle("sameids-user", true);
+}

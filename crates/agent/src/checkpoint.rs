@@ -47,6 +47,9 @@ pub struct Shared {
     pub compress: bool,
     pub sync: bool,
     pub virtual_pid: u32,
+    /// This process's pid as the coordinator's host sees it, when it runs in
+    /// a pid namespace of its own (0: the same as `getpid()`).
+    pub host_pid: u32,
     /// Checkpointing without a coordinator (`hiber_init_standalone`).
     pub standalone: bool,
     /// Image path chosen by the program (standalone mode).
@@ -114,6 +117,7 @@ pub fn start() -> Result<(), String> {
             compress: cfg.compress,
             sync: cfg.sync,
             virtual_pid: pid,
+            host_pid: 0,
             standalone: false,
             image_override: None,
         }
@@ -146,6 +150,7 @@ pub fn start_standalone(image: String, compress: bool, sync: bool) -> Result<(),
             compress,
             sync,
             virtual_pid: pid,
+            host_pid: 0,
             standalone: true,
             image_override: Some(image),
         }
@@ -212,6 +217,7 @@ fn thread_setup() {
     restore::CKPT_STACK_TOP.store((sp - 512) & !15, Relaxed);
     restore::CKPT_FS.store(hiber_sys::arch_get_fs(), Relaxed);
     restore::CKPT_TID_ADDR.store(hiber_sys::get_tid_address(), Relaxed);
+    restore::CKPT_TID.store(hiber_sys::gettid(), Relaxed);
     suspend::register_agent_thread(hiber_sys::gettid());
     hiber_sys::sigprocmask(hiber_sys::consts::SIG_SETMASK, !0);
 }
@@ -460,9 +466,13 @@ fn threads_meta() -> Vec<ThreadMeta> {
                 tid,
                 is_main: tid == pid,
                 is_agent: false,
-                name: std::fs::read_to_string(format!("/proc/self/task/{tid}/comm"))
-                    .map(|n| n.trim().to_string())
-                    .unwrap_or_default(),
+                name: {
+                    let n = std::fs::read_to_string(format!("/proc/self/task/{tid}/comm"))
+                        .map(|n| n.trim_end_matches('\n').to_string())
+                        .unwrap_or_default();
+                    s.set_name(&n);
+                    n
+                },
                 fs_base: s.fs_base.load(Relaxed),
                 tid_address: s.tid_addr.load(Relaxed),
                 robust_list: s.robust_head.load(Relaxed),
@@ -675,7 +685,11 @@ fn select_pages(m: &maps::Mapping, scanner: &mut pages::Scanner, bufs: &mut Buff
 /// Identity to send when a restarted process joins the coordinator.
 pub fn restarted_hello(s: &Shared) -> ProcessHello {
     ProcessHello {
-        real_pid: std::process::id(),
+        real_pid: if s.host_pid != 0 {
+            s.host_pid
+        } else {
+            std::process::id()
+        },
         virtual_pid: s.virtual_pid,
         host: hostname(),
         program: s.program.clone(),

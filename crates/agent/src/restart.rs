@@ -21,6 +21,8 @@ pub extern "C" fn checkpoint_thread_start(_arg: u64) -> ! {
     // Per-thread kernel state of this thread: rseq (glibc registered one
     // for it when it was created as a pthread).
     let fs = hiber_sys::arch_get_fs();
+    crate::threads::restore::drop_restart_capabilities();
+    hiber_sys::set_thread_name(b"hiber-ckpt\0");
     suspend::deactivate();
     suspend::forget_agent_threads();
     suspend::register_agent_thread(hiber_sys::gettid());
@@ -48,6 +50,8 @@ fn args() -> RestartArgs {
 /// or standalone) the thread serves standalone requests only.
 fn restart() -> Link {
     let args = args();
+    // Our pid as the host sees it (before the descriptor is closed below).
+    let host_pid = host_pid(args.host_proc_fd);
     let saved = SAVED.lock().ok().and_then(|g| g.clone());
     let mut warnings = Vec::new();
     if let Some(saved) = &saved {
@@ -71,6 +75,7 @@ fn restart() -> Link {
         if let Some(d) = &args.ckpt_dir {
             s.ckpt_dir = d.clone();
         }
+        s.host_pid = host_pid;
     }
     let s = checkpoint::shared();
     if s.standalone || s.coord.is_empty() {
@@ -108,4 +113,26 @@ fn restart() -> Link {
             }
         }
     }
+}
+
+/// The pid of this process in the host's pid namespace, read through a
+/// descriptor of the host's /proc (`readlink self`); 0 without one.
+fn host_pid(proc_fd: i32) -> u32 {
+    if proc_fd < 0 {
+        return 0;
+    }
+    let mut buf = [0u8; 32];
+    // SAFETY: readlinkat into a local buffer, on a descriptor we were given.
+    let n = unsafe {
+        libc::readlinkat(
+            proc_fd,
+            c"self".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n <= 0 {
+        return 0;
+    }
+    hiber_sys::fmt::parse_u64(&buf[..n as usize]).map_or(0, |v| v as u32)
 }

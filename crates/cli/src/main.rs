@@ -5,6 +5,7 @@ mod control;
 mod coord_addr;
 mod inspect;
 mod launch;
+mod namespace;
 mod paths;
 mod restart;
 

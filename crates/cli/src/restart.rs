@@ -35,6 +35,10 @@ pub struct RestartArgs {
     /// Directory for the next checkpoints [default: where each process wrote before]
     #[arg(long, value_name = "DIR")]
     pub ckpt_dir: Option<PathBuf>,
+    /// Give every process and thread its original pid/tid, in a user and
+    /// pid namespace of its own [env: HIBER_SAME_IDS=1]
+    #[arg(long)]
+    pub same_ids: bool,
     /// Image files (`ckpt_*.hiber`)
     #[arg(required = true, value_name = "IMAGE")]
     pub images: Vec<PathBuf>,
@@ -119,30 +123,66 @@ pub fn run(args: RestartArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
-    let mut children = Vec::new();
+    let same_ids = args.same_ids || std::env::var("HIBER_SAME_IDS").is_ok_and(|v| v == "1");
+    // The host's /proc, for processes that will see only their own.
+    let host_proc = if same_ids {
+        let p = std::ffi::CString::new("/proc")?;
+        // SAFETY: open with a NUL-terminated path.
+        let fd = unsafe {
+            libc::open(
+                p.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error()).context("opening /proc");
+        }
+        // SAFETY: a fresh descriptor we own.
+        Some(unsafe { File::from_raw_fd(fd) })
+    } else {
+        None
+    };
+    let host_proc_fd = host_proc.as_ref().map_or(-1, |f| f.as_raw_fd());
+    let mut plans = Vec::new();
+    let mut launches = Vec::new();
     for p in &prepared {
         let image_fd = p.image.file().as_raw_fd();
         let mut temp = vec![image_fd];
         if let Some((f, _)) = &p.unpacked {
             temp.push(f.as_raw_fd());
         }
+        if host_proc_fd >= 0 {
+            temp.push(host_proc_fd);
+        }
+        let plan_fd = memfd("hiber-plan")?;
+        temp.push(plan_fd.as_raw_fd());
         let rargs = AgentArgs {
             coord: addr.clone(),
             ckpt_dir: args.ckpt_dir.as_ref().map(|d| dir_string(d)),
             image: p.image.path().display().to_string(),
-            temp_fds: Vec::new(),
-        };
-        let plan_fd = memfd("hiber-plan")?;
-        temp.push(plan_fd.as_raw_fd());
-        let rargs = AgentArgs {
             temp_fds: temp.clone(),
-            ..rargs
+            host_proc_fd,
         };
         let plan = build_plan(p, &rargs)?;
         std::io::Write::write_all(&mut &plan_fd, &plan).context("writing the restore plan")?;
+        launches.push(crate::namespace::Launch {
+            plan_fd: plan_fd.as_raw_fd(),
+            keep: temp,
+            pid: p.image.identity().virtual_pid as i32,
+        });
+        plans.push(plan_fd);
+    }
+    if same_ids {
+        let code = crate::namespace::restart_in_namespace(&restorer, &launches)?;
+        drop(plans);
+        drop(host_proc);
+        return Ok(ExitCode::from(code as u8));
+    }
+    let mut children = Vec::new();
+    for l in &launches {
         let mut cmd = Command::new(&restorer);
-        cmd.arg(plan_fd.as_raw_fd().to_string());
-        let keep = temp.clone();
+        cmd.arg(l.plan_fd.to_string());
+        let keep = l.keep.clone();
         // SAFETY: the closure only calls fcntl (async-signal-safe) between
         // fork and exec, to let the restorer inherit its descriptors.
         unsafe {
@@ -158,6 +198,7 @@ pub fn run(args: RestartArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot run {}", restorer.display()))?;
         children.push(child);
     }
+    drop(plans);
     drop(prepared);
     let mut root_status = None;
     for (i, mut c) in children.into_iter().enumerate() {

@@ -14,4 +14,8 @@ pub struct RestartArgs {
     /// File descriptors the restorer used (plan, image, unpacked data) that
     /// the agent closes once memory is in place.
     pub temp_fds: Vec<i32>,
+    /// A directory descriptor of the host's /proc when the process runs in
+    /// a pid namespace of its own (`hiber restart --same-ids`), so the agent
+    /// can tell the coordinator its pid as the host sees it; -1 otherwise.
+    pub host_proc_fd: i32,
 }

@@ -350,3 +350,26 @@ pub fn dup3(old: i32, new: i32, flags: u32) -> SysResult {
 pub fn fcntl(fd: i32, cmd: u32, arg: u64) -> SysResult {
     sys!(fcntl, fd, cmd, arg)
 }
+
+/// `prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, cap)`.
+pub fn ambient_cap_is_set(cap: u32) -> bool {
+    // PR_CAP_AMBIENT = 47, PR_CAP_AMBIENT_IS_SET = 1
+    sys!(prctl, 47, 1, cap, 0, 0).is_ok_and(|v| v == 1)
+}
+
+/// Drops every capability of the calling thread (effective, permitted,
+/// inheritable, ambient). Capabilities are per thread.
+pub fn drop_capabilities() {
+    let header: [u32; 2] = [0x2008_0522, 0];
+    let data = [0u32; 6];
+    // PR_CAP_AMBIENT = 47, PR_CAP_AMBIENT_CLEAR_ALL = 4
+    let _ = sys!(prctl, 47, 4, 0, 0, 0);
+    let _ = sys!(capset, header.as_ptr(), data.as_ptr());
+}
+
+/// `prctl(PR_SET_NAME)`: the calling thread's name (NUL-terminated, at
+/// most 16 bytes with the NUL).
+pub fn set_thread_name(name: &[u8]) {
+    // PR_SET_NAME = 15
+    let _ = sys!(prctl, 15, name.as_ptr(), 0, 0, 0);
+}

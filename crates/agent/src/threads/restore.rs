@@ -33,6 +33,12 @@ const TEMP_STACK: u64 = 64 << 10;
 pub static CKPT_FS: AtomicU64 = AtomicU64::new(0);
 pub static CKPT_TID_ADDR: AtomicU64 = AtomicU64::new(0);
 pub static CKPT_STACK_TOP: AtomicU64 = AtomicU64::new(0);
+/// The checkpoint thread's tid, as recorded when it started.
+pub static CKPT_TID: AtomicU32 = AtomicU32::new(0);
+/// Restarted with CAP_CHECKPOINT_RESTORE (`hiber restart --same-ids`):
+/// every thread gets its old tid, then drops the capability.
+static SAME_IDS: AtomicU32 = AtomicU32::new(0);
+const CAP_CHECKPOINT_RESTORE: u32 = 40;
 /// The process's pid when it was checkpointed (its main thread's tid).
 pub static SAVED_PID: AtomicU32 = AtomicU32::new(0);
 
@@ -133,6 +139,10 @@ extern "C" fn main_thread_restart() -> ! {
             std::ptr::write_volatile(tid_addr as *mut u32, tid);
         }
     }
+    SAME_IDS.store(
+        u32::from(hiber_sys::ambient_cap_is_set(CAP_CHECKPOINT_RESTORE)),
+        Relaxed,
+    );
     per_thread_state(main);
     main.new_tid.store(hiber_sys::gettid(), Relaxed);
     RECREATED.store(1, Relaxed);
@@ -154,6 +164,7 @@ extern "C" fn main_thread_restart() -> ! {
                 top,
                 program_thread_start,
                 i as u64,
+                s.tid.load(Relaxed),
             )
         };
         match r {
@@ -171,22 +182,40 @@ extern "C" fn main_thread_restart() -> ! {
             CKPT_STACK_TOP.load(Relaxed),
             crate::restart::checkpoint_thread_start,
             0,
+            CKPT_TID.load(Relaxed),
         )
     };
     if let Err(e) = r {
         fail("cannot recreate the checkpoint thread", e.into_raw() as u64);
+    }
+    if SAME_IDS.load(Relaxed) != 0 {
+        hiber_sys::drop_capabilities();
     }
     park_then_return(main)
 }
 
 extern "C" fn program_thread_start(idx: u64) -> ! {
     let s = &suspend::slots()[idx as usize];
+    drop_restart_capabilities();
     per_thread_state(s);
     park_then_return(s)
 }
 
+/// Threads created with their old tid drop the capability that allowed it.
+pub fn drop_restart_capabilities() {
+    if SAME_IDS.load(Relaxed) != 0 {
+        hiber_sys::drop_capabilities();
+    }
+}
+
 /// Kernel state that is per thread and must be set by the thread itself.
 fn per_thread_state(s: &Slot) {
+    // The thread's name; for the main thread also the process's, which
+    // would otherwise be the restorer's.
+    let name = s.name_bytes();
+    if name[0] != 0 {
+        hiber_sys::set_thread_name(&name);
+    }
     // SAFETY: each value is this thread's own, as saved at the checkpoint,
     // pointing into restored memory.
     unsafe {
@@ -252,14 +281,91 @@ pub fn release_temp_stacks() {
     }
 }
 
+#[repr(C)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
 /// Creates a thread of this process running `entry(arg)` on `stack_top`
 /// with TLS `fs_base`; the kernel writes its tid to `tid_addr` and clears it
-/// (waking futex waiters) when the thread exits, as for a pthread.
+/// (waking futex waiters) when the thread exits, as for a pthread. With
+/// CAP_CHECKPOINT_RESTORE (`--same-ids`) the thread gets tid `want_tid`
+/// through `clone3(set_tid)`; otherwise the kernel picks one.
 ///
 /// # Safety
 /// `fs_base`/`tid_addr` must be a valid thread descriptor not used by any
 /// running thread; `stack_top` 16-byte aligned top of unused memory.
 unsafe fn clone_thread(
+    fs_base: u64,
+    tid_addr: u64,
+    stack_top: u64,
+    entry: extern "C" fn(u64) -> !,
+    arg: u64,
+    want_tid: u32,
+) -> Result<u32, hiber_sys::Errno> {
+    if SAME_IDS.load(Relaxed) != 0 && want_tid != 0 {
+        let tid = want_tid as i32;
+        let top = stack_top & !15;
+        let args = CloneArgs {
+            flags: CLONE_THREAD_FLAGS,
+            pidfd: 0,
+            child_tid: tid_addr,
+            parent_tid: tid_addr,
+            exit_signal: 0,
+            stack: top - 4096,
+            stack_size: 4096,
+            tls: fs_base,
+            set_tid: &tid as *const i32 as u64,
+            set_tid_size: 1,
+            cgroup: 0,
+        };
+        let ret: i64;
+        // SAFETY: clone3(2) with a filled clone_args; the child starts on
+        // `stack + stack_size` with the parent's registers, finds
+        // `entry`/`arg` in r12/r13 and calls it.
+        unsafe {
+            asm!(
+                "syscall",
+                "test rax, rax",
+                "jnz 2f",
+                "xor ebp, ebp",
+                "mov rdi, r13",
+                "call r12",
+                "ud2",
+                "2:",
+                inlateout("rax") 435i64 => ret,
+                in("rdi") &args as *const CloneArgs,
+                in("rsi") std::mem::size_of::<CloneArgs>(),
+                in("r12") entry as usize,
+                in("r13") arg,
+                lateout("rcx") _,
+                lateout("r11") _,
+            );
+        }
+        if ret >= 0 {
+            return Ok(ret as u32);
+        }
+        // The tid is taken or not allowed: fall back to a new one.
+    }
+    // SAFETY: forwarded contract.
+    unsafe { clone_thread_any_tid(fs_base, tid_addr, stack_top, entry, arg) }
+}
+
+/// [`clone_thread`] with a tid the kernel picks.
+///
+/// # Safety
+/// As [`clone_thread`].
+unsafe fn clone_thread_any_tid(
     fs_base: u64,
     tid_addr: u64,
     stack_top: u64,

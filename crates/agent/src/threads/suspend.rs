@@ -35,6 +35,8 @@ pub struct Slot {
     pub pending: AtomicU64,
     /// The thread's kernel tid after a restart.
     pub new_tid: AtomicU32,
+    /// The thread's name (`comm`, 15 bytes and a NUL), set again at restart.
+    pub name: [AtomicU64; 2],
 }
 
 impl Slot {
@@ -51,6 +53,7 @@ impl Slot {
             alt_flags: AtomicU32::new(0),
             pending: AtomicU64::new(0),
             new_tid: AtomicU32::new(0),
+            name: [AtomicU64::new(0), AtomicU64::new(0)],
         }
     }
 
@@ -81,6 +84,30 @@ impl Slot {
                 uc.uc_mcontext.gregs[libc::REG_RSP as usize] as u64,
             )
         }
+    }
+
+    /// Records the thread's name (from `/proc/self/task/<tid>/comm`).
+    pub fn set_name(&self, name: &str) {
+        let mut b = [0u8; 16];
+        let n = name.len().min(15);
+        b[..n].copy_from_slice(&name.as_bytes()[..n]);
+        self.name[0].store(
+            u64::from_ne_bytes(b[..8].try_into().unwrap_or([0; 8])),
+            Relaxed,
+        );
+        self.name[1].store(
+            u64::from_ne_bytes(b[8..].try_into().unwrap_or([0; 8])),
+            Relaxed,
+        );
+    }
+
+    /// The recorded name as a NUL-terminated buffer.
+    pub fn name_bytes(&self) -> [u8; 16] {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&self.name[0].load(Relaxed).to_ne_bytes());
+        b[8..].copy_from_slice(&self.name[1].load(Relaxed).to_ne_bytes());
+        b[15] = 0;
+        b
     }
 
     pub fn sigmask(&self) -> u64 {
