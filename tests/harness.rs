@@ -337,6 +337,7 @@ impl Env {
         let coord = format!("127.0.0.1:{}", self.port);
         let port_arg = format!("--port {}", self.port);
         let me = std::process::id();
+        let mut killed = Vec::new();
         if let Ok(rd) = std::fs::read_dir("/proc") {
             for e in rd.flatten() {
                 let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
@@ -358,10 +359,20 @@ impl Env {
                 if hay.contains(&coord) || hay.contains(&port_arg) {
                     // SAFETY: plain kill.
                     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                    killed.push(pid);
                 }
             }
         }
-        std::thread::sleep(Duration::from_millis(50));
+        // Until they are gone for good (reaped: a zombie still holds its
+        // pid, which a restart wants back).
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(5)
+            && killed
+                .iter()
+                .any(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Waits for a child with a timeout; kills it if it hangs.

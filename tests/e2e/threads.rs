@@ -75,11 +75,11 @@ fn perl_loop() {
     cycle(&env, &reference, perl, &["-e", code]);
 }
 
-/// With `hiber restart --same-ids` every process and thread gets its
-/// original id back (in a pid namespace of its own), so everything keyed on
-/// ids holds after a restart: gettid, pthread_kill, /proc/self/task/<tid>,
+/// A restart gives every process and thread its original id back (as root
+/// in this pid namespace; unprivileged in a user+pid namespace of its own),
+/// so everything keyed on ids holds after it: gettid, pthread_kill, /proc/self/task/<tid>,
 /// CPU clocks, error-checking and recursive mutexes held across it.
-fn same_ids_cycle(name: &str, unprivileged: bool) {
+fn same_ids_cycle(name: &str, unprivileged: bool, restart_flags: &[&str]) {
     let mut env = Env::new(name);
     if unprivileged && let Some((uid, gid)) = hiber_e2e::unprivileged_user() {
         env.become_user(uid, gid);
@@ -98,7 +98,7 @@ fn same_ids_cycle(name: &str, unprivileged: bool) {
     let images = env.checkpoint(&[]);
     env.kill_all(&mut [&mut c]);
     let before = env.read("run.out");
-    let mut r = env.restart_with(&["--same-ids"], &images, "restart.out");
+    let mut r = env.restart_with(restart_flags, &images, "restart.out");
     let st = env.wait(&mut r, t);
     assert!(st.success(), "restarted program failed: {st:?}");
     hiber_e2e::assert_continuation(&reference, &before, &env.read("restart.out"), true);
@@ -106,10 +106,12 @@ fn same_ids_cycle(name: &str, unprivileged: bool) {
 
 #[test]
 fn same_ids_keep_every_id() {
-    same_ids_cycle("sameids", false);
+    // The default: no flag.
+    same_ids_cycle("sameids", false, &[]);
 }
 
 #[test]
 fn same_ids_as_unprivileged_user() {
-    same_ids_cycle("sameids-user", true);
+    // --same-ids: fail rather than fall back to new ids.
+    same_ids_cycle("sameids-user", true, &["--same-ids"]);
 }

@@ -1,4 +1,10 @@
-//! Restarting with the same process and thread ids (`hiber restart --same-ids`).
+//! Restarting with the same process and thread ids (the default; `hiber
+//! restart --new-ids` opts out).
+//!
+//! With CAP_CHECKPOINT_RESTORE (root), each restorer is started with its
+//! original pid in the current pid namespace ([`spawn_with_pid`]), and the
+//! agent gives every thread its original tid; an id another process took
+//! meanwhile is replaced by a new one, with a warning. Otherwise:
 //!
 //! The kernel lets a process choose the pid of a child, and the tid of a
 //! thread, with `clone3(set_tid)`, given CAP_CHECKPOINT_RESTORE over the pid
@@ -78,6 +84,60 @@ fn exit_code(status: i32) -> i32 {
     } else {
         1
     }
+}
+
+/// Why a namespace restart could not even start (nothing ran yet, so the
+/// caller may fall back to new ids).
+pub fn setup_failed(e: &anyhow::Error) -> bool {
+    e.to_string().starts_with(SETUP_PREFIX)
+}
+const SETUP_PREFIX: &str = "same ids unavailable: ";
+
+/// Starts a restorer as a child with pid `l.pid` in our own pid namespace
+/// (needs CAP_CHECKPOINT_RESTORE, e.g. root). `Ok(None)` if that pid is
+/// taken or not allowed: the caller starts it with a new pid instead.
+pub fn spawn_with_pid(restorer: &Path, l: &Launch) -> anyhow::Result<Option<i32>> {
+    let exe = CString::new(restorer.as_os_str().as_encoded_bytes()).context("restorer path")?;
+    let plan = CString::new(l.plan_fd.to_string())?;
+    let argv = [exe.as_ptr(), plan.as_ptr(), std::ptr::null()];
+    let tid: libc::pid_t = l.pid;
+    let mut args = CloneArgs {
+        flags: 0,
+        pidfd: 0,
+        child_tid: 0,
+        parent_tid: 0,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: 0,
+        stack_size: 0,
+        tls: 0,
+        set_tid: &tid as *const libc::pid_t as u64,
+        set_tid_size: 1,
+        cgroup: 0,
+    };
+    // SAFETY: clone3 without CLONE_VM is a fork; the child only makes
+    // async-signal-safe calls on data prepared above, then execs.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if pid < 0 {
+        return Ok(None);
+    }
+    if pid == 0 {
+        // SAFETY: in the child, see above.
+        unsafe {
+            for &fd in &l.keep {
+                libc::fcntl(fd, libc::F_SETFD, 0);
+            }
+            libc::fcntl(l.plan_fd, libc::F_SETFD, 0);
+            libc::execve(exe.as_ptr(), argv.as_ptr(), environ_ptr());
+            libc::_exit(EXIT_NO_EXEC);
+        }
+    }
+    Ok(Some(pid as i32))
 }
 
 /// Starts the restorers in a new namespace; returns the root process's

@@ -35,8 +35,13 @@ pub struct RestartArgs {
     /// Directory for the next checkpoints [default: where each process wrote before]
     #[arg(long, value_name = "DIR")]
     pub ckpt_dir: Option<PathBuf>,
-    /// Give every process and thread its original pid/tid, in a user and
-    /// pid namespace of its own [env: HIBER_SAME_IDS=1]
+    /// Give every process and thread a new pid/tid instead of its original
+    /// one (by default a restart keeps them: as root in this pid namespace,
+    /// otherwise in a user and pid namespace of its own)
+    #[arg(long, conflicts_with = "same_ids")]
+    pub new_ids: bool,
+    /// Keep the original ids, failing if that is impossible (instead of
+    /// falling back to new ids with a warning)
     #[arg(long)]
     pub same_ids: bool,
     /// Image files (`ckpt_*.hiber`)
@@ -123,7 +128,14 @@ pub fn run(args: RestartArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
-    let same_ids = args.same_ids || std::env::var("HIBER_SAME_IDS").is_ok_and(|v| v == "1");
+    // SAFETY: geteuid cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let new_ids = args.new_ids || std::env::var("HIBER_NEW_IDS").is_ok_and(|v| v == "1");
+    // Unprivileged: a user+pid namespace gives the ids back; as root the
+    // current pid namespace does.
+    // As root, in this pid namespace if every original pid is free.
+    let pids_free = launches_pids_free(&prepared);
+    let same_ids = !new_ids && (!root || !pids_free);
     // The host's /proc, for processes that will see only their own.
     let host_proc = if same_ids {
         let p = std::ffi::CString::new("/proc")?;
@@ -173,13 +185,36 @@ pub fn run(args: RestartArgs) -> anyhow::Result<ExitCode> {
         plans.push(plan_fd);
     }
     if same_ids {
-        let code = crate::namespace::restart_in_namespace(&restorer, &launches)?;
-        drop(plans);
-        drop(host_proc);
-        return Ok(ExitCode::from(code as u8));
+        match crate::namespace::restart_in_namespace(&restorer, &launches) {
+            Ok(code) => {
+                drop(plans);
+                drop(host_proc);
+                return Ok(ExitCode::from(code as u8));
+            }
+            Err(e) if !args.same_ids && crate::namespace::setup_failed(&e) => {
+                tracing::warn!("{e:#}; restarting with new process and thread ids");
+                eprintln!("hiber: warning: {e:#}; restarting with new process and thread ids");
+            }
+            Err(e) => return Err(e),
+        }
     }
     let mut children = Vec::new();
     for l in &launches {
+        if root && !new_ids {
+            match crate::namespace::spawn_with_pid(&restorer, l)? {
+                Some(pid) => {
+                    children.push(Child::Raw(pid));
+                    continue;
+                }
+                None if args.same_ids => {
+                    bail!("pid {} is taken: cannot restart with the same ids", l.pid)
+                }
+                None => eprintln!(
+                    "hiber: warning: pid {} is taken; the process gets a new pid",
+                    l.pid
+                ),
+            }
+        }
         let mut cmd = Command::new(&restorer);
         cmd.arg(l.plan_fd.to_string());
         let keep = l.keep.clone();
@@ -196,12 +231,12 @@ pub fn run(args: RestartArgs) -> anyhow::Result<ExitCode> {
         let child = cmd
             .spawn()
             .with_context(|| format!("cannot run {}", restorer.display()))?;
-        children.push(child);
+        children.push(Child::Std(child));
     }
     drop(plans);
     drop(prepared);
     let mut root_status = None;
-    for (i, mut c) in children.into_iter().enumerate() {
+    for (i, c) in children.into_iter().enumerate() {
         let st = c.wait().context("waiting for a restarted process")?;
         if i == 0 {
             root_status = Some(st);
@@ -212,6 +247,44 @@ pub fn run(args: RestartArgs) -> anyhow::Result<ExitCode> {
         (Some(c), _) => ExitCode::from(c as u8),
         (None, Some(sig)) => ExitCode::from(128u8.wrapping_add(sig as u8)),
         _ => ExitCode::FAILURE,
+    })
+}
+
+/// A restored process we wait for: started by `Command`, or by a raw
+/// `clone3` that gave it its original pid.
+enum Child {
+    Std(std::process::Child),
+    Raw(i32),
+}
+
+impl Child {
+    fn wait(self) -> std::io::Result<std::process::ExitStatus> {
+        match self {
+            Child::Std(mut c) => c.wait(),
+            Child::Raw(pid) => {
+                let mut st = 0;
+                loop {
+                    // SAFETY: waiting for our own child.
+                    if unsafe { libc::waitpid(pid, &mut st, 0) } >= 0 {
+                        return Ok(std::process::ExitStatus::from_raw(st));
+                    }
+                    let e = std::io::Error::last_os_error();
+                    if e.raw_os_error() != Some(libc::EINTR) {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whether no process has any of the images' original pids now (a zombie
+/// still holds its pid).
+fn launches_pids_free(prepared: &[Prepared]) -> bool {
+    prepared.iter().all(|p| {
+        let pid = p.image.identity().virtual_pid as i32;
+        // SAFETY: signal 0 only checks existence.
+        unsafe { libc::kill(pid, 0) != 0 && *libc::__errno_location() == libc::ESRCH }
     })
 }
 

@@ -35,9 +35,12 @@ pub static CKPT_TID_ADDR: AtomicU64 = AtomicU64::new(0);
 pub static CKPT_STACK_TOP: AtomicU64 = AtomicU64::new(0);
 /// The checkpoint thread's tid, as recorded when it started.
 pub static CKPT_TID: AtomicU32 = AtomicU32::new(0);
-/// Restarted with CAP_CHECKPOINT_RESTORE (`hiber restart --same-ids`):
-/// every thread gets its old tid, then drops the capability.
-static SAME_IDS: AtomicU32 = AtomicU32::new(0);
+/// Cleared once `clone3(set_tid)` is refused: the remaining threads get
+/// new tids without trying.
+static SET_TID_WORKS: AtomicU32 = AtomicU32::new(1);
+/// Restarted in a namespace of our own with an ambient capability that
+/// every thread drops before the program runs again.
+static DROP_CAPS: AtomicU32 = AtomicU32::new(0);
 const CAP_CHECKPOINT_RESTORE: u32 = 40;
 /// The process's pid when it was checkpointed (its main thread's tid).
 pub static SAVED_PID: AtomicU32 = AtomicU32::new(0);
@@ -139,7 +142,10 @@ extern "C" fn main_thread_restart() -> ! {
             std::ptr::write_volatile(tid_addr as *mut u32, tid);
         }
     }
-    SAME_IDS.store(
+    // Ambient CAP_CHECKPOINT_RESTORE: restarted in a namespace of our own
+    // to keep our ids; drop it once the threads exist. Root has the
+    // capability anyway and keeps it.
+    DROP_CAPS.store(
         u32::from(hiber_sys::ambient_cap_is_set(CAP_CHECKPOINT_RESTORE)),
         Relaxed,
     );
@@ -188,7 +194,7 @@ extern "C" fn main_thread_restart() -> ! {
     if let Err(e) = r {
         fail("cannot recreate the checkpoint thread", e.into_raw() as u64);
     }
-    if SAME_IDS.load(Relaxed) != 0 {
+    if DROP_CAPS.load(Relaxed) != 0 {
         hiber_sys::drop_capabilities();
     }
     park_then_return(main)
@@ -203,7 +209,7 @@ extern "C" fn program_thread_start(idx: u64) -> ! {
 
 /// Threads created with their old tid drop the capability that allowed it.
 pub fn drop_restart_capabilities() {
-    if SAME_IDS.load(Relaxed) != 0 {
+    if DROP_CAPS.load(Relaxed) != 0 {
         hiber_sys::drop_capabilities();
     }
 }
@@ -313,7 +319,7 @@ unsafe fn clone_thread(
     arg: u64,
     want_tid: u32,
 ) -> Result<u32, hiber_sys::Errno> {
-    if SAME_IDS.load(Relaxed) != 0 && want_tid != 0 {
+    if SET_TID_WORKS.load(Relaxed) != 0 && want_tid != 0 {
         let tid = want_tid as i32;
         let top = stack_top & !15;
         let args = CloneArgs {
@@ -355,7 +361,11 @@ unsafe fn clone_thread(
         if ret >= 0 {
             return Ok(ret as u32);
         }
-        // The tid is taken or not allowed: fall back to a new one.
+        // Not allowed (no CAP_CHECKPOINT_RESTORE): stop trying. Taken (by
+        // another process, after the original one died): a new tid.
+        if ret == -(libc::EPERM as i64) {
+            SET_TID_WORKS.store(0, Relaxed);
+        }
     }
     // SAFETY: forwarded contract.
     unsafe { clone_thread_any_tid(fs_base, tid_addr, stack_top, entry, arg) }
