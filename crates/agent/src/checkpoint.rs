@@ -360,7 +360,15 @@ fn checkpoint(link: &mut Link, generation: u64, opts: &CheckpointOptions) -> Res
     bufs.runs.reserve(1 << 16);
     bufs.slices.reserve(1 << 16);
 
+    // No thread may be inside pthread_create, fork, exec or dlopen.
+    if !crate::gate::close(SUSPEND_TIMEOUT) {
+        return fail(
+            link,
+            "a thread stayed inside pthread_create/fork/exec/dlopen".into(),
+        );
+    }
     if let Err(e) = suspend::suspend_all(config::get().ckpt_signal, SUSPEND_TIMEOUT) {
+        crate::gate::open();
         return fail(link, e);
     }
     link.send(&ToCoord::Barrier {
@@ -369,6 +377,7 @@ fn checkpoint(link: &mut Link, generation: u64, opts: &CheckpointOptions) -> Res
     });
     let aborted = |why: String| -> Result<(), String> {
         suspend::resume_all();
+        crate::gate::open();
         let _ = std::fs::remove_file(&tmp);
         Err(why)
     };
@@ -399,6 +408,7 @@ fn checkpoint(link: &mut Link, generation: u64, opts: &CheckpointOptions) -> Res
         Ok(b) => b,
         Err(e) => {
             suspend::resume_all();
+            crate::gate::open();
             set_shared(|sh| sh.generation = s.generation);
             return fail(link, e);
         }
@@ -414,6 +424,7 @@ fn checkpoint(link: &mut Link, generation: u64, opts: &CheckpointOptions) -> Res
     }
     let committed = hiber_image::commit(&tmp, &final_path, sync);
     suspend::resume_all();
+    crate::gate::open();
     match committed {
         Ok(()) => {
             link.send(&ToCoord::CheckpointDone {

@@ -6,6 +6,8 @@
 //!
 //! Map of the crate (a checkpoint in order):
 //! - `checkpoint` — the checkpoint thread and the barrier sequence;
+//! - `gate` — the wrapper lock: no checkpoint inside pthread_create, fork,
+//!   exec or dlopen;
 //! - `threads::suspend` — the signal handler that parks each thread;
 //! - `mechanisms` — the agent's own state kinds, as plugins with the same
 //!   events C plugins get;
@@ -29,6 +31,7 @@ mod checkpoint;
 mod config;
 mod events;
 mod fd;
+mod gate;
 mod log;
 mod mechanisms;
 mod mem;

@@ -254,3 +254,142 @@ pub unsafe extern "C" fn sigsuspend(mask: *const libc::sigset_t) -> c_int {
 
 #[allow(dead_code)]
 fn _assert_ptr_size(_: *mut c_void) {}
+
+// ---- gated wrappers (see gate.rs) ------------------------------------------
+
+type PthreadCreateFn = unsafe extern "C" fn(
+    *mut libc::pthread_t,
+    *const libc::pthread_attr_t,
+    extern "C" fn(*mut c_void) -> *mut c_void,
+    *mut c_void,
+) -> c_int;
+type ForkFn = unsafe extern "C" fn() -> libc::pid_t;
+type ExecveFn = unsafe extern "C" fn(
+    *const libc::c_char,
+    *const *const libc::c_char,
+    *const *const libc::c_char,
+) -> c_int;
+type ExecvFn = unsafe extern "C" fn(*const libc::c_char, *const *const libc::c_char) -> c_int;
+type FexecveFn =
+    unsafe extern "C" fn(c_int, *const *const libc::c_char, *const *const libc::c_char) -> c_int;
+type DlopenFn = unsafe extern "C" fn(*const libc::c_char, c_int) -> *mut c_void;
+type DlcloseFn = unsafe extern "C" fn(*mut c_void) -> c_int;
+
+/// # Safety
+/// Same contract as libc's `pthread_create`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pthread_create(
+    thread: *mut libc::pthread_t,
+    attr: *const libc::pthread_attr_t,
+    start: extern "C" fn(*mut c_void) -> *mut c_void,
+    arg: *mut c_void,
+) -> c_int {
+    let f = real!("pthread_create", PthreadCreateFn);
+    let _pass = crate::gate::Pass::enter();
+    // SAFETY: forwarded arguments.
+    unsafe { f(thread, attr, start, arg) }
+}
+
+/// # Safety
+/// Same contract as libc's `fork`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fork() -> libc::pid_t {
+    let f = real!("fork", ForkFn);
+    let pass = crate::gate::Pass::enter();
+    // SAFETY: no arguments.
+    let pid = unsafe { f() };
+    if pid == 0 {
+        // The child is a new, single-threaded process.
+        std::mem::forget(pass);
+        crate::gate::reset_after_fork();
+    }
+    pid
+}
+
+/// # Safety
+/// Same contract as libc's `execve`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn execve(
+    path: *const libc::c_char,
+    argv: *const *const libc::c_char,
+    envp: *const *const libc::c_char,
+) -> c_int {
+    let f = real!("execve", ExecveFn);
+    let _pass = crate::gate::Pass::enter();
+    // SAFETY: forwarded arguments.
+    unsafe { f(path, argv, envp) }
+}
+
+/// # Safety
+/// Same contract as libc's `execv`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn execv(
+    path: *const libc::c_char,
+    argv: *const *const libc::c_char,
+) -> c_int {
+    let f = real!("execv", ExecvFn);
+    let _pass = crate::gate::Pass::enter();
+    // SAFETY: forwarded arguments.
+    unsafe { f(path, argv) }
+}
+
+/// # Safety
+/// Same contract as libc's `execvp`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn execvp(
+    file: *const libc::c_char,
+    argv: *const *const libc::c_char,
+) -> c_int {
+    let f = real!("execvp", ExecvFn);
+    let _pass = crate::gate::Pass::enter();
+    // SAFETY: forwarded arguments.
+    unsafe { f(file, argv) }
+}
+
+/// # Safety
+/// Same contract as libc's `execvpe`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn execvpe(
+    file: *const libc::c_char,
+    argv: *const *const libc::c_char,
+    envp: *const *const libc::c_char,
+) -> c_int {
+    let f = real!("execvpe", ExecveFn);
+    let _pass = crate::gate::Pass::enter();
+    // SAFETY: forwarded arguments.
+    unsafe { f(file, argv, envp) }
+}
+
+/// # Safety
+/// Same contract as libc's `fexecve`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fexecve(
+    fd: c_int,
+    argv: *const *const libc::c_char,
+    envp: *const *const libc::c_char,
+) -> c_int {
+    let f = real!("fexecve", FexecveFn);
+    let _pass = crate::gate::Pass::enter();
+    // SAFETY: forwarded arguments.
+    unsafe { f(fd, argv, envp) }
+}
+
+/// # Safety
+/// Same contract as libc's `dlopen`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlopen(file: *const libc::c_char, mode: c_int) -> *mut c_void {
+    let f = real!("dlopen", DlopenFn);
+    let _pass = crate::gate::Pass::enter();
+    // SAFETY: forwarded arguments.
+    unsafe { f(file, mode) }
+}
+
+/// # Safety
+/// Same contract as libc's `dlclose`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlclose(handle: *mut c_void) -> c_int {
+    let f = real!("dlclose", DlcloseFn);
+    let _pass = crate::gate::Pass::enter();
+    // SAFETY: forwarded argument.
+    unsafe { f(handle) }
+}
