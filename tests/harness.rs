@@ -141,6 +141,20 @@ pub fn unprivileged_user() -> Option<(u32, u32)> {
     Some((id("-u"), id("-g")))
 }
 
+/// Whether `pid` still exists, other than as a zombie that is not ours to
+/// reap (an orphan waiting for PID 1, which reaps slowly on these machines).
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => {
+            let zombie = s
+                .rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
+            !zombie || !is_adopted(pid as i32)
+        }
+        Err(_) => false,
+    }
+}
+
 /// A test's private world.
 pub struct Env {
     pub dir: PathBuf,
@@ -270,7 +284,23 @@ impl Env {
 
     /// `hiber checkpoint`; panics with its stderr on failure. Returns image paths.
     pub fn checkpoint(&self, flags: &[&str]) -> Vec<PathBuf> {
-        let out = self.run(&[&["checkpoint"], flags].concat());
+        // Bounded: a hung checkpoint must fail the test, not stall the run.
+        let mut cmd = self.cmd();
+        cmd.arg("checkpoint")
+            .args(flags)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = spawn_tracked(&mut cmd).unwrap();
+        let t = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if t.elapsed() > Duration::from_secs(90) {
+                let _ = child.kill();
+                panic!("{}: hiber checkpoint did not finish within 90 s", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let out = child.wait_with_output().unwrap();
         assert!(
             out.status.success(),
             "hiber checkpoint failed: {}{}",
@@ -366,11 +396,7 @@ impl Env {
         // Until they are gone for good (reaped: a zombie still holds its
         // pid, which a restart wants back).
         let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(5)
-            && killed
-                .iter()
-                .any(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
-        {
+        while t.elapsed() < Duration::from_secs(5) && killed.iter().any(|p| alive(*p)) {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
@@ -417,6 +443,42 @@ pub fn kill_restart_cycle(env: &Env, reference: &str, flags: &[&str], prog: &Pat
     let st = env.wait(&mut r, t);
     assert!(st.success(), "restarted program failed: {st:?}");
     assert_continuation(reference, &before, &env.read("restart.out"), true);
+}
+
+/// Like [`kill_restart_cycle`], but the restarted program is checkpointed
+/// and killed again `cycles - 1` more times before the last restart runs to
+/// its end; every partial output must continue the uninterrupted one.
+pub fn kill_restart_cycles(
+    env: &Env,
+    reference: &str,
+    flags: &[&str],
+    prog: &Path,
+    args: &[&str],
+    cycles: usize,
+) {
+    let t = Duration::from_secs(90);
+    let mut c = env.launch(flags, prog, args, "run0.out");
+    env.wait_lines("run0.out", 4, t);
+    let mut images = env.checkpoint(&[]);
+    env.wait_lines("run0.out", env.read("run0.out").lines().count() + 2, t);
+    env.kill_all(&mut [&mut c]);
+    let mut before = env.read("run0.out");
+    for cycle in 1..=cycles {
+        let out = format!("run{cycle}.out");
+        let mut r = env.restart(&images, &out);
+        if cycle < cycles {
+            env.wait_lines(&out, 3, t);
+            images = env.checkpoint(&[]);
+            env.wait_lines(&out, env.read(&out).lines().count() + 2, t);
+            env.kill_all(&mut [&mut r]);
+            assert_continuation(reference, &before, &env.read(&out), false);
+            before = String::new();
+        } else {
+            let st = env.wait(&mut r, t);
+            assert!(st.success(), "restarted program failed: {st:?}");
+            assert_continuation(reference, &before, &env.read(&out), true);
+        }
+    }
 }
 
 /// Checks that `restarted` continues the uninterrupted output `full` from

@@ -1,14 +1,16 @@
 /* Worker threads updating shared state under a mutex while the main
- * thread reports; the final total is deterministic. Usage: threads STEPS DELAY_MS */
+ * thread reports; the final total is deterministic.
+ * Usage: threads STEPS DELAY_MS [WORKERS (4, at most 64)] */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
-#define WORKERS 4
+#define MAXW 64
+static int WORKERS = 4;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
-static long total, rounds_done[WORKERS];
+static long total, rounds_done[MAXW];
 static int round_no, delay;
 static __thread long mine; /* thread-local */
 
@@ -28,8 +30,9 @@ static void *worker(void *arg) {
 int main(int argc, char **argv) {
     int steps = argc > 1 ? atoi(argv[1]) : 100;
     delay = argc > 2 ? atoi(argv[2]) : 20;
+    if (argc > 3) WORKERS = atoi(argv[3]) > MAXW ? MAXW : atoi(argv[3]);
     setvbuf(stdout, NULL, _IOLBF, 0);
-    pthread_t t[WORKERS];
+    pthread_t t[MAXW];
     for (long i = 0; i < WORKERS; i++) pthread_create(&t[i], NULL, worker, (void *)i);
     for (int s = 0; s <= steps; s++) {
         pthread_mutex_lock(&lock);

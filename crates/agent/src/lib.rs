@@ -52,6 +52,7 @@ extern "C" fn hiber_init(_argc: c_int, _argv: *const *const c_char, _envp: *cons
     if !config::get().enabled {
         return;
     }
+    install_panic_hook();
     events::load_plugins();
     match checkpoint::start() {
         Ok(()) => capi::STARTED.store(true, std::sync::atomic::Ordering::Release),
@@ -62,3 +63,22 @@ extern "C" fn hiber_init(_argc: c_int, _argv: *const *const c_char, _envp: *cons
 #[used]
 #[unsafe(link_section = ".init_array")]
 static INIT_ARRAY: extern "C" fn(c_int, *const *const c_char, *const *const c_char) = hiber_init;
+
+/// A panic in the agent ends the process with a fixed message and no
+/// allocation: the default hook formats (allocates), and a panic raised
+/// inside the allocator would then wait for its own lock for ever, with the
+/// program's threads stopped. Only for panics on the agent's threads; the
+/// program's own code (if it is Rust) keeps its hook.
+fn install_panic_hook() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if threads::suspend::is_agent_thread(hiber_sys::gettid()) {
+            let _ = hiber_sys::write_all(
+                2,
+                b"hiber: internal error in the checkpoint thread; aborting\n",
+            );
+            std::process::abort();
+        }
+        previous(info);
+    }));
+}
