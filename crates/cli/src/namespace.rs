@@ -28,6 +28,7 @@ use std::os::fd::RawFd;
 use std::path::Path;
 
 use anyhow::{Context, bail};
+use hiber_sys::CloneArgs;
 
 /// One restorer to start: its plan descriptor, the descriptors it
 /// inherits, and the pid it must have.
@@ -44,21 +45,6 @@ const EXIT_NO_PIDNS: i32 = 122;
 const EXIT_NO_PROC: i32 = 123;
 const EXIT_PID_TAKEN: i32 = 124;
 const EXIT_NO_EXEC: i32 = 125;
-
-#[repr(C)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-    set_tid: u64,
-    set_tid_size: u64,
-    cgroup: u64,
-}
 
 /// Writes `data` to `path` (async-signal-safe).
 fn write_file(path: &CString, data: &[u8]) -> bool {
@@ -101,19 +87,7 @@ pub fn spawn_with_pid(restorer: &Path, l: &Launch) -> anyhow::Result<Option<i32>
     let plan = CString::new(l.plan_fd.to_string())?;
     let argv = [exe.as_ptr(), plan.as_ptr(), std::ptr::null()];
     let tid: libc::pid_t = l.pid;
-    let mut args = CloneArgs {
-        flags: 0,
-        pidfd: 0,
-        child_tid: 0,
-        parent_tid: 0,
-        exit_signal: libc::SIGCHLD as u64,
-        stack: 0,
-        stack_size: 0,
-        tls: 0,
-        set_tid: &tid as *const libc::pid_t as u64,
-        set_tid_size: 1,
-        cgroup: 0,
-    };
+    let mut args = CloneArgs::process_with_pid(&tid);
     // SAFETY: clone3 without CLONE_VM is a fork; the child only makes
     // async-signal-safe calls on data prepared above, then execs.
     let pid = unsafe {
@@ -264,19 +238,7 @@ unsafe fn namespace_init(
         let mut root_pid = 0;
         for (i, l) in launches.iter().enumerate() {
             let tid: libc::pid_t = l.pid;
-            let mut args = CloneArgs {
-                flags: 0,
-                pidfd: 0,
-                child_tid: 0,
-                parent_tid: 0,
-                exit_signal: libc::SIGCHLD as u64,
-                stack: 0,
-                stack_size: 0,
-                tls: 0,
-                set_tid: &tid as *const libc::pid_t as u64,
-                set_tid_size: 1,
-                cgroup: 0,
-            };
+            let mut args = CloneArgs::process_with_pid(&tid);
             let pid = libc::syscall(
                 libc::SYS_clone3,
                 &mut args as *mut CloneArgs,

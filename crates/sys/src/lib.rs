@@ -373,3 +373,32 @@ pub fn set_thread_name(name: &[u8]) {
     // PR_SET_NAME = 15
     let _ = sys!(prctl, 15, name.as_ptr(), 0, 0, 0);
 }
+
+/// `struct clone_args` for `clone3(2)` (the size known to Linux 5.7+).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CloneArgs {
+    pub flags: u64,
+    pub pidfd: u64,
+    pub child_tid: u64,
+    pub parent_tid: u64,
+    pub exit_signal: u64,
+    pub stack: u64,
+    pub stack_size: u64,
+    pub tls: u64,
+    pub set_tid: u64,
+    pub set_tid_size: u64,
+    pub cgroup: u64,
+}
+
+impl CloneArgs {
+    /// A new process (like fork) whose pid is `*pid` (one namespace level).
+    pub fn process_with_pid(pid: &i32) -> CloneArgs {
+        CloneArgs {
+            exit_signal: 17, // SIGCHLD
+            set_tid: pid as *const i32 as u64,
+            set_tid_size: 1,
+            ..CloneArgs::default()
+        }
+    }
+}

@@ -21,6 +21,7 @@
 use std::arch::asm;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
 
+use hiber_sys::CloneArgs;
 use hiber_sys::consts::*;
 use hiber_sys::plan::{HANDOFF_MAGIC, Handoff};
 
@@ -285,21 +286,6 @@ pub fn release_temp_stacks() {
         }
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
-}
-
-#[repr(C)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-    set_tid: u64,
-    set_tid_size: u64,
-    cgroup: u64,
 }
 
 /// Creates a thread of this process running `entry(arg)` on `stack_top`
