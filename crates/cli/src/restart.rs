@@ -187,6 +187,7 @@ pub fn run(args: RestartArgs) -> anyhow::Result<ExitCode> {
     if same_ids {
         match crate::namespace::restart_in_namespace(&restorer, &launches) {
             Ok(code) => {
+                report_crash(code.checked_sub(128).filter(|_| code > 128));
                 drop(plans);
                 drop(host_proc);
                 return Ok(ExitCode::from(code as u8));
@@ -238,6 +239,7 @@ pub fn run(args: RestartArgs) -> anyhow::Result<ExitCode> {
     let mut root_status = None;
     for (i, c) in children.into_iter().enumerate() {
         let st = c.wait().context("waiting for a restarted process")?;
+        report_crash(st.signal());
         if i == 0 {
             root_status = Some(st);
         }
@@ -248,6 +250,20 @@ pub fn run(args: RestartArgs) -> anyhow::Result<ExitCode> {
         (None, Some(sig)) => ExitCode::from(128u8.wrapping_add(sig as u8)),
         _ => ExitCode::FAILURE,
     })
+}
+
+/// A restored process that died of a signal other than SIGKILL (which is
+/// how users and tests stop a computation) probably crashed: say so.
+fn report_crash(signal: Option<i32>) {
+    if let Some(sig) = signal
+        && sig != libc::SIGKILL
+    {
+        // SAFETY: strsignal returns a static or thread-local string.
+        let name = unsafe { std::ffi::CStr::from_ptr(libc::strsignal(sig)) }
+            .to_string_lossy()
+            .into_owned();
+        eprintln!("hiber: a restarted process was killed by signal {sig} ({name})");
+    }
 }
 
 /// A restored process we wait for: started by `Command`, or by a raw
