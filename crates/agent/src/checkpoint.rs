@@ -576,6 +576,9 @@ fn write_image(
     let Saved { process, fds } = saved;
     // Read the map last: everything allocated above is in it.
     let all = maps::read_self()?;
+    // Until the areas are written, the agent's allocator is frozen (see
+    // alloc.rs): its metadata is in the pages being saved.
+    let frozen = crate::alloc::Frozen::new();
     let identity = Identity {
         computation: s.computation,
         generation,
@@ -645,6 +648,7 @@ fn write_image(
             .map_err(|e| format!("writing area {:#x}: {e}", m.start))?;
     }
     bufs.slices.clear();
+    drop(frozen);
     w.add_process(&process).map_err(|e| e.to_string())?;
     w.add_threads(&threads).map_err(|e| e.to_string())?;
     w.add_fds(&fds).map_err(|e| e.to_string())?;

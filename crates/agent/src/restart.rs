@@ -18,6 +18,8 @@ use crate::{fd, log};
 
 /// Entry of the recreated checkpoint thread.
 pub extern "C" fn checkpoint_thread_start(_arg: u64) -> ! {
+    // The image was saved with the allocator frozen.
+    crate::alloc::restarted();
     // Per-thread kernel state of this thread: rseq (glibc registered one
     // for it when it was created as a pthread).
     let fs = hiber_sys::arch_get_fs();
