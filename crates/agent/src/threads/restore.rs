@@ -291,8 +291,9 @@ pub fn release_temp_stacks() {
 /// Creates a thread of this process running `entry(arg)` on `stack_top`
 /// with TLS `fs_base`; the kernel writes its tid to `tid_addr` and clears it
 /// (waking futex waiters) when the thread exits, as for a pthread. With
-/// CAP_CHECKPOINT_RESTORE (`--same-ids`) the thread gets tid `want_tid`
-/// through `clone3(set_tid)`; otherwise the kernel picks one.
+/// CAP_CHECKPOINT_RESTORE the thread gets tid `want_tid` through
+/// `clone3(set_tid)`; if that is refused or the tid is taken, the kernel
+/// picks one.
 ///
 /// # Safety
 /// `fs_base`/`tid_addr` must be a valid thread descriptor not used by any
@@ -305,26 +306,27 @@ unsafe fn clone_thread(
     arg: u64,
     want_tid: u32,
 ) -> Result<u32, hiber_sys::Errno> {
+    let tid = want_tid as i32;
+    let top = stack_top & !15;
+    let mut args = CloneArgs {
+        flags: CLONE_THREAD_FLAGS,
+        child_tid: tid_addr,
+        parent_tid: tid_addr,
+        stack: top - 4096,
+        stack_size: 4096,
+        tls: fs_base,
+        ..CloneArgs::default()
+    };
     if SET_TID_WORKS.load(Relaxed) != 0 && want_tid != 0 {
-        let tid = want_tid as i32;
-        let top = stack_top & !15;
-        let args = CloneArgs {
-            flags: CLONE_THREAD_FLAGS,
-            pidfd: 0,
-            child_tid: tid_addr,
-            parent_tid: tid_addr,
-            exit_signal: 0,
-            stack: top - 4096,
-            stack_size: 4096,
-            tls: fs_base,
-            set_tid: &tid as *const i32 as u64,
-            set_tid_size: 1,
-            cgroup: 0,
-        };
+        args.set_tid = &tid as *const i32 as u64;
+        args.set_tid_size = 1;
+    }
+    loop {
         let ret: i64;
-        // SAFETY: clone3(2) with a filled clone_args; the child starts on
-        // `stack + stack_size` with the parent's registers, finds
-        // `entry`/`arg` in r12/r13 and calls it.
+        // SAFETY: clone3(2) with a filled clone_args (`tid` outlives the
+        // call); the child starts on `stack + stack_size` with the parent's
+        // registers, finds `entry`/`arg` in r12/r13 and calls it without
+        // touching the parent's stack.
         unsafe {
             asm!(
                 "syscall",
@@ -347,58 +349,16 @@ unsafe fn clone_thread(
         if ret >= 0 {
             return Ok(ret as u32);
         }
-        // Not allowed (no CAP_CHECKPOINT_RESTORE): stop trying. Taken (by
-        // another process, after the original one died): a new tid.
+        if args.set_tid_size == 0 {
+            return Err(hiber_sys::Errno::new(-ret as i32));
+        }
+        // Not allowed (no CAP_CHECKPOINT_RESTORE): stop asking for tids.
+        // Taken (by another process since): a new tid for this thread.
         if ret == -(libc::EPERM as i64) {
             SET_TID_WORKS.store(0, Relaxed);
         }
-    }
-    // SAFETY: forwarded contract.
-    unsafe { clone_thread_any_tid(fs_base, tid_addr, stack_top, entry, arg) }
-}
-
-/// [`clone_thread`] with a tid the kernel picks.
-///
-/// # Safety
-/// As [`clone_thread`].
-unsafe fn clone_thread_any_tid(
-    fs_base: u64,
-    tid_addr: u64,
-    stack_top: u64,
-    entry: extern "C" fn(u64) -> !,
-    arg: u64,
-) -> Result<u32, hiber_sys::Errno> {
-    let ret: i64;
-    // SAFETY: clone(2) with the x86-64 argument order (flags, stack,
-    // parent_tid, child_tid, tls). The child starts on `stack_top` with
-    // the parent's registers, so it finds `entry`/`arg` in r12/r13 and
-    // calls it without touching the parent's stack.
-    unsafe {
-        asm!(
-            "syscall",
-            "test rax, rax",
-            "jnz 2f",
-            "xor ebp, ebp",
-            "mov rdi, r13",
-            "call r12",
-            "ud2",
-            "2:",
-            inlateout("rax") 56i64 => ret,
-            in("rdi") CLONE_THREAD_FLAGS,
-            in("rsi") stack_top & !15,
-            in("rdx") tid_addr,
-            in("r10") tid_addr,
-            in("r8") fs_base,
-            in("r12") entry as usize,
-            in("r13") arg,
-            lateout("rcx") _,
-            lateout("r11") _,
-        );
-    }
-    if ret < 0 {
-        Err(hiber_sys::Errno::new(-ret as i32))
-    } else {
-        Ok(ret as u32)
+        args.set_tid = 0;
+        args.set_tid_size = 0;
     }
 }
 
