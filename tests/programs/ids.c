@@ -1,10 +1,12 @@
 /* Everything keyed on process and thread ids, checked at every step
  * against what the program saw at its start: getpid, gettid in every
  * thread, pthread_kill, /proc/self/task/<tid>, per-thread CPU clocks, an
- * error-checking mutex and a recursive mutex held across checkpoints.
+ * error-checking mutex and a recursive mutex held across checkpoints; the
+ * task directory lists the program's threads and no others.
  * Prints only whether each check holds, so an uninterrupted run and a
  * restarted one print the same. Usage: ids STEPS DELAY_MS */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -37,6 +39,18 @@ static void *worker(void *arg) {
     }
     if (i == 0) pthread_mutex_unlock(&rm);
     return NULL;
+}
+
+/* Threads listed in /proc/self/task. */
+static int task_count(void) {
+    DIR *d = opendir("/proc/self/task");
+    if (!d) return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.') n++;
+    closedir(d);
+    return n;
 }
 
 int main(int argc, char **argv) {
@@ -74,8 +88,8 @@ int main(int argc, char **argv) {
         /* error-checking mutex: unlock by its owner succeeds only if the
          * owner field still names this thread */
         int em_ok = pthread_mutex_unlock(&em) == 0 && pthread_mutex_lock(&em) == 0;
-        printf("step %d pid %d tids %d kill %d proc %d clock %d errorcheck %d recursive %d\n", s, pid_ok, tids_ok,
-               kill_ok, proc_ok, clock_ok, em_ok, (int)rm_ok);
+        printf("step %d pid %d tids %d kill %d proc %d clock %d errorcheck %d recursive %d tasks %d\n", s, pid_ok,
+               tids_ok, kill_ok, proc_ok, clock_ok, em_ok, (int)rm_ok, task_count());
     }
     stop = 1;
     for (int i = 0; i < N; i++) pthread_join(th[i], NULL);

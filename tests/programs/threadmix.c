@@ -1,8 +1,9 @@
 /* A thread on a stack the program allocated (pthread_attr_setstack), with
- * its own alternate signal stack and thread-local state; a thread
- * cancelled half-way. Usage: threadmix STEPS DELAY_MS */
+ * its own alternate signal stack, thread-local state and CPU affinity; a
+ * thread cancelled half-way. Usage: threadmix STEPS DELAY_MS */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,7 +12,7 @@
 
 static __thread long tls_count;
 static __thread char *alt_lo, *alt_hi;
-static volatile long own_stack_count, cancel_loops, alt_hits, alt_ok = 1;
+static volatile long own_stack_count, cancel_loops, alt_hits, alt_ok = 1, aff_ok = 1;
 static volatile int stop;
 static char *own_stack;
 static size_t own_size = 1 << 20;
@@ -32,7 +33,20 @@ static void *own(void *arg) {
     sigaltstack(&ss, NULL);
     char *here = (char *)&here;
     int on_own = here >= own_stack && here < own_stack + own_size;
+    /* Pinned to the last CPU it may use: a restart must keep that. */
+    cpu_set_t want, now;
+    CPU_ZERO(&want);
+    sched_getaffinity(0, sizeof want, &want);
+    int last = -1;
+    for (int i = 0; i < CPU_SETSIZE; i++)
+        if (CPU_ISSET(i, &want)) last = i;
+    CPU_ZERO(&want);
+    CPU_SET(last, &want);
+    pthread_setaffinity_np(pthread_self(), sizeof want, &want);
     while (!stop) {
+        CPU_ZERO(&now);
+        sched_getaffinity(0, sizeof now, &now);
+        if (!CPU_EQUAL(&now, &want)) aff_ok = 0;
         tls_count++;
         own_stack_count = on_own ? tls_count : -1;
         usleep(1000);
@@ -72,8 +86,8 @@ int main(int argc, char **argv) {
             void *ret;
             cancelled_ok = pthread_cancel(c) == 0 && pthread_join(c, &ret) == 0 && ret == PTHREAD_CANCELED;
         }
-        printf("step %d own-stack %d altstack %d cancelled %d\n", s, own_stack_count > 0, (int)alt_ok,
-               s >= steps / 2 ? cancelled_ok : -1);
+        printf("step %d own-stack %d altstack %d affinity %d cancelled %d\n", s, own_stack_count > 0,
+               (int)alt_ok, (int)aff_ok, s >= steps / 2 ? cancelled_ok : -1);
     }
     stop = 1;
     pthread_join(a, NULL);

@@ -67,6 +67,17 @@ fn restart() -> Link {
     } else {
         warnings.push("the image holds no saved process state".into());
     }
+    // The process kept its pid, so its threads were meant to keep theirs
+    // (with new ids on purpose, or after a warning, the pid changed too).
+    let kept_pid = restore::SAVED_PID.load(Relaxed) == hiber_sys::getpid();
+    for s in crate::threads::suspend::slots() {
+        let (old, new) = (s.tid.load(Relaxed), s.new_tid.load(Relaxed));
+        if kept_pid && new != 0 && old != new {
+            warnings.push(format!(
+                "thread {old} was restarted as {new} (its id is taken or may not be chosen)"
+            ));
+        }
+    }
     for w in &warnings {
         log::warn(w);
     }

@@ -1,10 +1,12 @@
 //! Restarting with the same process and thread ids (the default; `hiber
 //! restart --new-ids` opts out).
 //!
-//! With CAP_CHECKPOINT_RESTORE (root), each restorer is started with its
-//! original pid in the current pid namespace ([`spawn_with_pid`]), and the
-//! agent gives every thread its original tid; an id another process took
-//! meanwhile is replaced by a new one, with a warning. Otherwise:
+//! With CAP_CHECKPOINT_RESTORE (root), when every original pid and tid is
+//! free, each restorer is started with its original pid in the current pid
+//! namespace ([`spawn_with_pid`]), and the agent gives every thread its
+//! original tid; an id another process takes between that check and the
+//! clone is replaced by a new one, with a warning from the agent. When an
+//! id is taken already, or without the capability:
 //!
 //! The kernel lets a process choose the pid of a child, and the tid of a
 //! thread, with `clone3(set_tid)`, given CAP_CHECKPOINT_RESTORE over the pid

@@ -133,8 +133,9 @@ pub fn run(args: RestartArgs) -> anyhow::Result<ExitCode> {
     let new_ids = args.new_ids || std::env::var("HIBER_NEW_IDS").is_ok_and(|v| v == "1");
     // Unprivileged: a user+pid namespace gives the ids back; as root the
     // current pid namespace does.
-    // As root, in this pid namespace if every original pid is free.
-    let pids_free = launches_pids_free(&prepared);
+    // As root, in this pid namespace if every original pid and tid is free
+    // (else threads would get new tids: pid_max is often only 32768).
+    let pids_free = ids_free(&prepared);
     let same_ids = !new_ids && (!root || !pids_free);
     // The host's /proc, for processes that will see only their own.
     let host_proc = if same_ids {
@@ -294,13 +295,20 @@ impl Child {
     }
 }
 
-/// Whether no process has any of the images' original pids now (a zombie
-/// still holds its pid).
-fn launches_pids_free(prepared: &[Prepared]) -> bool {
-    prepared.iter().all(|p| {
-        let pid = p.image.identity().virtual_pid as i32;
+/// Whether no task has any of the images' original pids or tids now (a
+/// zombie still holds its pid). An image whose thread list can't be read
+/// counts as not free.
+fn ids_free(prepared: &[Prepared]) -> bool {
+    // `kill` finds a task by any id, a thread's tid included.
+    let free = |id: u32| {
         // SAFETY: signal 0 only checks existence.
-        unsafe { libc::kill(pid, 0) != 0 && *libc::__errno_location() == libc::ESRCH }
+        unsafe { libc::kill(id as i32, 0) != 0 && *libc::__errno_location() == libc::ESRCH }
+    };
+    prepared.iter().all(|p| {
+        free(p.image.identity().virtual_pid)
+            && p.image
+                .threads()
+                .is_ok_and(|ts| ts.iter().all(|t| free(t.tid)))
     })
 }
 

@@ -234,6 +234,18 @@ pub unsafe fn set_robust_list(head: u64, len: u64) -> SysResult {
     sys!(set_robust_list, head, len)
 }
 
+/// This thread's CPU affinity mask, as 64-bit words (CPUs 0..512); `None`
+/// if the kernel's mask is larger than that (the call then fails).
+pub fn sched_getaffinity_self(mask: &mut [u64; 8]) -> bool {
+    sys!(sched_getaffinity, 0, 64usize, mask.as_mut_ptr()).is_ok()
+}
+
+/// Sets this thread's CPU affinity; fails (harmlessly) on a machine where
+/// none of the CPUs exist.
+pub fn sched_setaffinity_self(mask: &[u64; 8]) -> SysResult {
+    sys!(sched_setaffinity, 0, 64usize, mask.as_ptr())
+}
+
 /// # Safety
 /// `area` must be this thread's rseq area for its whole lifetime.
 pub unsafe fn rseq_register(area: u64, len: u32) -> SysResult {

@@ -1,5 +1,7 @@
-//! The program's threads: stopping them for a checkpoint (`suspend`) and
-//! recreating them in a restarted process (`restore`).
+//! The program's threads: stopping them for a checkpoint (`suspend`),
+//! recreating them in a restarted process (`restore`), and keeping the
+//! agent's own threads out of the program's sight (`hide`).
 
+pub mod hide;
 pub mod restore;
 pub mod suspend;

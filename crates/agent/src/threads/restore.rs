@@ -223,6 +223,11 @@ fn per_thread_state(s: &Slot) {
     if name[0] != 0 {
         hiber_sys::set_thread_name(&name);
     }
+    // On another machine the CPUs may not exist: the thread then keeps the
+    // default affinity.
+    if let Some(mask) = s.affinity() {
+        let _ = hiber_sys::sched_setaffinity_self(&mask);
+    }
     // SAFETY: each value is this thread's own, as saved at the checkpoint,
     // pointing into restored memory.
     unsafe {

@@ -3,7 +3,7 @@
 //! The checkpoint thread sends each thread the checkpoint signal with
 //! `tgkill`. The handler records what only the thread itself can read (its
 //! interrupted context, TLS base, tid address, robust list, alternate signal
-//! stack) into a preallocated slot and parks on a futex until the
+//! stack, CPU affinity) into a preallocated slot and parks on a futex until the
 //! checkpoint thread bumps the resume word.
 //!
 //! The handler is async-signal-safe: raw system calls only (so `errno`, part
@@ -37,6 +37,10 @@ pub struct Slot {
     pub new_tid: AtomicU32,
     /// The thread's name (`comm`, 15 bytes and a NUL), set again at restart.
     pub name: [AtomicU64; 2],
+    /// CPU affinity (CPUs 0..512); `affinity_ok` is false if it could not
+    /// be read (more CPUs than that), and then it is not restored.
+    pub affinity: [AtomicU64; 8],
+    pub affinity_ok: AtomicBool,
 }
 
 impl Slot {
@@ -54,6 +58,8 @@ impl Slot {
             pending: AtomicU64::new(0),
             new_tid: AtomicU32::new(0),
             name: [AtomicU64::new(0), AtomicU64::new(0)],
+            affinity: [const { AtomicU64::new(0) }; 8],
+            affinity_ok: AtomicBool::new(false),
         }
     }
 
@@ -108,6 +114,14 @@ impl Slot {
         b[8..].copy_from_slice(&self.name[1].load(Relaxed).to_ne_bytes());
         b[15] = 0;
         b
+    }
+
+    /// The recorded CPU affinity, if it could be read.
+    pub fn affinity(&self) -> Option<[u64; 8]> {
+        if !self.affinity_ok.load(Relaxed) {
+            return None;
+        }
+        Some(std::array::from_fn(|i| self.affinity[i].load(Relaxed)))
     }
 
     pub fn sigmask(&self) -> u64 {
@@ -177,6 +191,12 @@ extern "C" fn handler(_sig: c_int, _info: *mut libc::siginfo_t, uc: *mut c_void)
         s.alt_sp.store(ss.sp, Relaxed);
         s.alt_size.store(ss.size, Relaxed);
         s.alt_flags.store(ss.flags as u32, Relaxed);
+        let mut mask = [0u64; 8];
+        let ok = hiber_sys::sched_getaffinity_self(&mut mask);
+        for (w, m) in s.affinity.iter().zip(mask) {
+            w.store(m, Relaxed);
+        }
+        s.affinity_ok.store(ok, Relaxed);
     }
     ARRIVED.fetch_add(1, Release);
     hiber_sys::futex_wake(&ARRIVED);
