@@ -79,6 +79,7 @@ int main(int argc, char **argv) {
     pthread_create(&a, &at, own, NULL);
     pthread_create(&c, NULL, cancelled, NULL);
     int cancelled_ok = 0;
+    while (own_stack_count == 0 || cancel_loops == 0) usleep(1000); /* both threads started */
     for (int s = 0; s < steps; s++) {
         usleep(delay * 1000);
         pthread_kill(a, SIGUSR1);

@@ -874,3 +874,96 @@ fn layout_matches_the_documentation() {
     assert_eq!(offset_of!(ChunkRecord, codec), 32);
     assert_eq!(offset_of!(ChunkRecord, crc), 36);
 }
+
+/// Memory that changes while it is compressed (the writer's own heap, in
+/// the agent) must not corrupt the bytes around it: a zstd match against
+/// bytes that change afterwards decodes wrong at its other end. A thread
+/// keeps rewriting the first half of the area with records like those of
+/// the second half, which stays fixed and must come back exactly.
+#[test]
+fn changing_memory_does_not_corrupt_its_neighbours() {
+    use std::sync::atomic::{AtomicBool, AtomicU64};
+    const PAGES: usize = 512; // 2 MiB, one chunk
+    let words = PAGES * 4096 / 8;
+    let mut mem: Vec<Page> = vec![Page([0; 4096]); PAGES];
+    let base = mem.as_mut_ptr() as u64;
+    // Records of (small number, pointer-like value, small number): like a
+    // Vec<String> buffer, and like what the mutator writes.
+    let record = |i: usize| -> [u64; 3] {
+        [
+            13 + (i % 7) as u64,
+            base + (i as u64 % 97) * 64,
+            4 + (i % 5) as u64,
+        ]
+    };
+    {
+        // SAFETY: `mem` is `words` u64s long; plain initialisation.
+        let w = unsafe { std::slice::from_raw_parts_mut(mem.as_mut_ptr().cast::<u64>(), words) };
+        for (i, r) in w.chunks_mut(3).enumerate() {
+            let rec = record(i);
+            r.copy_from_slice(&rec[..r.len()]);
+        }
+    }
+    let half = words / 2;
+    let expected: Vec<u8> = mem.as_bytes()[half * 8..].to_vec();
+    let stop = AtomicBool::new(false);
+    // SAFETY: the first half is only accessed through atomics while the
+    // mutator runs (the writer reads it too: that read races by design, as
+    // the agent's reads of its own heap do).
+    let atomics = unsafe { std::slice::from_raw_parts(mem.as_ptr().cast::<AtomicU64>(), half) };
+    let tmp = Tmp::new("moving");
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                for (i, a) in atomics.iter().enumerate() {
+                    // The records of another index: the same values, moved.
+                    let r = record(i / 3 + n as usize);
+                    a.store(r[i % 3], Ordering::Relaxed);
+                }
+                n += 1;
+            }
+        });
+        // Stops the mutator however this closure ends (a failed assertion
+        // must not leave the scope waiting for it).
+        struct Stop<'a>(&'a AtomicBool);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        let _stop = Stop(&stop);
+        let opts = WriteOptions {
+            compress_level: Some(1),
+            chunk_size: PAGES * 4096,
+        };
+        let mut scratch = Scratch::new(&opts).unwrap();
+        for _ in 0..100 {
+            let mut w = Writer::new(tmp.create(), &identity(), &opts, &mut scratch).unwrap();
+            // SAFETY: `mem` outlives the writer; see above for the race.
+            let run =
+                unsafe { std::slice::from_raw_parts(mem.as_ptr().cast::<u8>(), PAGES * 4096) };
+            let area = AreaDesc {
+                start: base,
+                end: base + (PAGES * 4096) as u64,
+                prot: prot::READ | prot::WRITE,
+                flags: area_flags::PRIVATE | area_flags::ANONYMOUS,
+                kind: AreaKind::Heap,
+                file_offset: 0,
+                dev: 0,
+                inode: 0,
+                path: "",
+            };
+            w.add_area(&area, &[run]).unwrap();
+            w.finish(false).unwrap();
+            let img = Image::open(&tmp.0).unwrap();
+            let c = img.chunks_of(&img.areas()[0])[0];
+            let mut out = vec![0u8; c.len as usize];
+            img.read_chunk(&c, &mut out).unwrap();
+            assert!(
+                out[half * 8..] == expected[..],
+                "the fixed half came back changed"
+            );
+        }
+    });
+}

@@ -111,8 +111,9 @@ pub struct Scratch {
     opts: WriteOptions,
     cctx: Option<StaticCctx>,
     out: Vec<u8>,
-    /// Raw mode: a chunk's copy, for chunks whose memory moved while being
-    /// written (see `Writer::recheck`).
+    /// A chunk's copy: in raw mode for chunks whose memory moved while being
+    /// written (see `Writer::recheck`); in compressed mode the stable input
+    /// of every compression (see `Writer::write_runs_compressed`).
     bounce: Vec<u8>,
     areas: Vec<AreaRecord>,
     chunks: Vec<ChunkRecord>,
@@ -134,11 +135,7 @@ impl Scratch {
         Ok(Scratch {
             opts: *opts,
             cctx,
-            bounce: if opts.compress_level.is_none() {
-                std::vec![0u8; opts.chunk_size]
-            } else {
-                Vec::new()
-            },
+            bounce: std::vec![0u8; opts.chunk_size],
             out,
             // A typical process has a few hundred areas; a few thousand
             // chunks cover several GiB. Growing past this allocates, which
@@ -149,6 +146,17 @@ impl Scratch {
             sections: Vec::with_capacity(8),
         })
     }
+}
+
+/// Copies `src` into `dst` (same length) and returns the copy. `src` may be
+/// memory that contains `dst` itself (the writer saving its own heap), so
+/// the copy is a `memmove` through raw pointers.
+fn snapshot<'b>(src: &[u8], dst: &'b mut [u8]) -> &'b [u8] {
+    let len = src.len().min(dst.len());
+    // SAFETY: both ranges are valid for `len` bytes; `ptr::copy` allows
+    // them to overlap.
+    unsafe { std::ptr::copy(src.as_ptr(), dst.as_mut_ptr(), len) };
+    &dst[..len]
 }
 
 /// One memory area to save, as read from `/proc/self/maps`.
@@ -434,27 +442,38 @@ impl<'s> Writer<'s> {
         Ok(())
     }
 
-    /// Compressed mode: each chunk is compressed into the scratch buffer and
-    /// written; one that doesn't shrink is written raw from memory instead.
+    /// Compressed mode: each chunk is first copied, then compressed from the
+    /// copy into the scratch buffer and written; one that doesn't shrink is
+    /// written raw from the copy.
+    ///
+    /// The copy matters because the memory being saved includes the writer's
+    /// own: the zstd workspace, the output buffer, the caller's stack. zstd
+    /// reading input that changes under it does not just save those bytes
+    /// stale: a match found against bytes that changed afterwards makes the
+    /// *other* end of the match decode wrong, so unrelated data next to the
+    /// workspace came back corrupted. A copy is one moment of the chunk.
     fn write_runs_compressed(&mut self, runs: &[&[u8]]) -> Result<(), WriteError> {
         let chunk_size = self.scratch.opts.chunk_size;
         for run in runs.iter().filter(|r| !r.is_empty()) {
             for (i, piece) in run.chunks(chunk_size).enumerate() {
                 let addr = run.as_ptr() as u64 + (i * chunk_size) as u64;
-                let Scratch { cctx, out, .. } = &mut *self.scratch;
+                let Scratch {
+                    cctx, out, bounce, ..
+                } = &mut *self.scratch;
                 let Some(cctx) = cctx.as_mut() else {
                     return Err(WriteError::Options("no compression context"));
                 };
+                if bounce.len() < piece.len() {
+                    bounce.resize(chunk_size, 0);
+                }
+                let copy = snapshot(piece, &mut bounce[..piece.len()]);
                 let n = cctx
-                    .compress(out, piece)
+                    .compress(out, copy)
                     .map_err(|detail| WriteError::Compress { addr, detail })?;
-                // Incompressible: store it raw, from a copy, so that the
-                // crc and the bytes written are of the same moment.
-                let (stored, kind) = if n < piece.len() {
+                let (stored, kind) = if n < copy.len() {
                     (&out[..n], codec::ZSTD)
                 } else {
-                    out[..piece.len()].copy_from_slice(piece);
-                    (&out[..piece.len()], codec::RAW)
+                    (copy, codec::RAW)
                 };
                 let record = ChunkRecord {
                     addr,

@@ -125,3 +125,56 @@ mod tests {
         assert!(StaticCctx::new(1000).is_err());
     }
 }
+
+#[cfg(test)]
+mod guard_tests {
+    use std::vec;
+    use std::vec::Vec;
+    /// zstd must stay inside the workspace `ZSTD_estimateCCtxSize` sized.
+    #[test]
+    fn static_context_stays_inside_its_workspace() {
+        for level in [1, 3] {
+            // SAFETY: pure function.
+            let size = unsafe { zstd_sys::ZSTD_estimateCCtxSize(level) };
+            let words = size.div_ceil(8);
+            let guard = 1 << 16;
+            let mut ws = vec![0x5a5a_5a5a_5a5a_5a5au64; words + guard];
+            // SAFETY: the first `words * 8` bytes are the workspace.
+            let cctx = unsafe { zstd_sys::ZSTD_initStaticCCtx(ws.as_mut_ptr().cast(), words * 8) };
+            assert!(!cctx.is_null());
+            let mut seed = 12345u64;
+            for round in 0..40usize {
+                let len = [4096usize, 65536, 1 << 20, 4 << 20, 300_000][round % 5];
+                let src: Vec<u8> = (0..len)
+                    .map(|i| {
+                        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                        if (i / 4096 + round) % 3 == 0 {
+                            (seed >> 56) as u8
+                        } else {
+                            (i % 251) as u8
+                        }
+                    })
+                    .collect();
+                for dst_len in [len, super::compress_bound(len)] {
+                    let mut dst = vec![0u8; dst_len];
+                    // SAFETY: valid buffers and context.
+                    unsafe {
+                        zstd_sys::ZSTD_compressCCtx(
+                            cctx,
+                            dst.as_mut_ptr().cast(),
+                            dst.len(),
+                            src.as_ptr().cast(),
+                            src.len(),
+                            level,
+                        )
+                    };
+                    let bad = ws[words..].iter().position(|&w| w != 0x5a5a_5a5a_5a5a_5a5a);
+                    assert_eq!(
+                        bad, None,
+                        "level {level} round {round} dst {dst_len}: wrote past the workspace"
+                    );
+                }
+            }
+        }
+    }
+}
