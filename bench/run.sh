@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
 # Checkpoint/restart benchmark for hiber.
 #
-#   bash bench/run.sh                      # sizes 64 256 1024 MiB (+ the 1 MiB case)
+#   bash bench/run.sh                      # sizes 64 256 1024 MiB (+ the 1 MiB case),
+#                                          # then 1 and 64 threads
 #   SIZES="64" REPS=1 bash bench/run.sh    # quick run
+#   SIZES= TINY= THREADS=64 BENCH_DOC=- bash bench/run.sh   # only 64 threads
 #
 # Environment:
-#   SIZES       process sizes in MiB (default "64 256 1024"); the 1 MiB case
-#               (TINY, default 1; TINY= to skip) always runs first
+#   SIZES       process sizes in MiB (default "64 256 1024"; SIZES= for none); the
+#               1 MiB case (TINY, default 1; TINY= to skip) always runs first
+#   THREADS     thread counts for the many-threads workload, bench/threads.c
+#               (default "1 64"; THREADS= to skip); it runs after the sizes
+#   THREAD_MIB  that workload's memory in MiB, shared by its threads (64)
+#   THREAD_MODES  checkpoint modes for it (default "comp-sync raw-nosync")
 #   REPS        repetitions of every measurement; medians are reported (3)
 #   WARMUP      unrecorded rounds before them (1): see "Noise" in the report
-#   IDLE_WAIT   seconds to wait at most for an idle machine before each size (120)
+#   IDLE_WAIT   seconds to wait at most for an idle machine before each size and
+#               thread count (120)
 #   PREWARM     1: write and delete SIZE MiB just before each timed operation (see
 #               prewarm below); 0: don't
 #   BENCH_DIR   where the images and the dd files go (default: $TMPDIR or /tmp)
@@ -25,8 +32,11 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-SIZES=${SIZES:-"64 256 1024"}
+SIZES=${SIZES-"64 256 1024"}
 TINY=${TINY-1}
+THREADS=${THREADS-"1 64"}
+THREAD_MIB=${THREAD_MIB:-64}
+THREAD_MODES=${THREAD_MODES:-"comp-sync raw-nosync"}
 REPS=${REPS:-3}
 WARMUP=${WARMUP:-1}
 BIN=${HIBER_BIN_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/release}
@@ -43,6 +53,7 @@ T=$(mktemp -d "$BASE/hiber-bench.XXXXXX")
 export HIBER_COOKIE=$T/cookie
 unset HIBER_COORD HIBER_CKPT_DIR LD_PRELOAD HIBER_DEBUG
 cc -O2 -Wall -o "$T/alloc" "$ROOT/bench/alloc.c"
+cc -O2 -Wall -pthread -o "$T/threads" "$ROOT/bench/threads.c"
 # A private copy of the build, so a rebuild during the run cannot mix versions.
 mkdir "$T/bin"
 cp "$BIN/hiber" "$BIN/libhiber.so" "$BIN/hiber-restore" "$T/bin/"
@@ -181,6 +192,43 @@ wait_idle() {
     done
 }
 
+# checkpoints KEY MiB MODE: WARMUP + REPS checkpoints in MODE of the running
+# program (PROG_PID, SIZE MiB, log on OUT_FD) into $T/img-MODE; records
+# KEY:MODE:ckpt (wall clock of `hiber checkpoint`), KEY:MODE:pause (the longest
+# gap the program logged that overlaps the checkpoint), KEY:MODE:size (the
+# image's bytes) and, if the gap lines name a thread (bench/threads.c),
+# KEY:MODE:stalled (how many threads logged such a gap).
+checkpoints() {
+    local key=$1 n=$2 mode=$3 dir=$T/img-$3 i t0 t1 img
+    mkdir -p "$dir"
+    for ((i = -WARMUP; i < REPS; i++)); do
+        rm -f "$dir"/*.hiber; sync; prewarm "$n"
+        drain; GAPS=()
+        now_us; t0=$NOW
+        # shellcheck disable=SC2046
+        "$HIBER" checkpoint --coord "$COORD" --ckpt-dir "$dir" $(mode_flags "$mode") >"$T/ckpt.out"
+        now_us; t1=$NOW
+        img=$(head -n1 "$T/ckpt.out")
+        [[ -f $img ]] || { echo "bench: checkpoint printed no image" >&2; exit 1; }
+        # the program ran after the checkpoint returned (bench/threads.c: every thread did)
+        wait_for tick "$t1" 10 "$PROG_PID" "$T/prog.log"
+        local g max=0 who=" " nwho=0
+        for g in "${GAPS[@]}"; do
+            local f=($g)
+            [[ ${f[0]} == gap ]] || continue
+            # a gap line is stamped (last field) when the program ran again
+            if ((f[-1] >= t0 && f[-1] - f[1] <= t1 + 1000)); then
+                if ((f[1] > max)); then max=${f[1]}; fi
+                if ((${#f[@]} == 4)) && [[ $who != *" ${f[2]} "* ]]; then who+="${f[2]} "; nwho=$((nwho + 1)); fi
+            fi
+        done
+        rec "$key:$mode:ckpt" "$(us2ms $((t1 - t0)))"
+        rec "$key:$mode:pause" "$(us2ms "$max")"
+        rec "$key:$mode:size" "$(stat -c %s "$img")"
+        if [[ $key == threads* ]]; then rec "$key:$mode:stalled" "$nwho"; fi
+    done
+}
+
 scenario() { # scenario MiB
     local n=$1 mode i t0 t1 img
     echo "== $n MiB" >&2
@@ -197,32 +245,10 @@ scenario() { # scenario MiB
 
     # Checkpoints: time of `hiber checkpoint` and the stall the program saw.
     for mode in $MODES; do
-        local dir=$T/img-$mode
-        mkdir -p "$dir"
-        for ((i = -WARMUP; i < REPS; i++)); do
-            rm -f "$dir"/*.hiber; sync; prewarm "$n"
-            drain; GAPS=()
-            now_us; t0=$NOW
-            # shellcheck disable=SC2046
-            "$HIBER" checkpoint --coord "$COORD" --ckpt-dir "$dir" $(mode_flags "$mode") >"$T/ckpt.out"
-            now_us; t1=$NOW
-            img=$(head -n1 "$T/ckpt.out")
-            [[ -f $img ]] || { echo "bench: checkpoint printed no image" >&2; exit 1; }
-            wait_for tick "$t1" 10 # the program ran after the checkpoint returned
-            local g max=0
-            for g in "${GAPS[@]}"; do
-                local f=($g)
-                [[ ${f[0]} == gap ]] || continue
-                # a gap line is stamped when the program ran again
-                if ((f[2] >= t0 && f[2] - f[1] <= t1 + 1000 && f[1] > max)); then max=${f[1]}; fi
-            done
-            rec "$n:$mode:ckpt" "$(us2ms $((t1 - t0)))"
-            rec "$n:$mode:pause" "$(us2ms "$max")"
-            rec "$n:$mode:size" "$(stat -c %s "$img")"
-        done
+        checkpoints "$n" "$n" "$mode"
         echo "   checkpoint $mode: $(median "$n:$mode:ckpt") ms" >&2
         # keep the durable images for the restarts
-        if [[ $mode == *-nosync ]]; then rm -rf "$dir"; fi
+        if [[ $mode == *-nosync ]]; then rm -rf "$T/img-$mode"; fi
     done
     kill -9 "$PROG_PID"; wait "$PROG_PID" 2>/dev/null || true; PROG_PID=
     drain
@@ -268,6 +294,43 @@ scenario() { # scenario MiB
     echo "   dd fdatasync $(median "$n:dd_sync") ms, plain $(median "$n:dd_plain") ms" >&2
 }
 
+# threads_scenario NTHREADS: bench/threads.c, THREAD_MIB MiB shared by
+# NTHREADS threads that each wake every millisecond; checkpoints only.
+threads_scenario() {
+    local nt=$1 n=$THREAD_MIB key=threads$1 mode c0 c1 t0 t1
+    echo "== $nt threads, $n MiB" >&2
+    wait_idle
+    fresh_coordinator
+    OUT=$T/out.threads$nt
+    : >"$OUT"
+    exec {OUT_FD}<"$OUT"
+    PARTIAL=
+    "$HIBER" launch --coord "$COORD" --ckpt-dir "$T/img" "$T/threads" "$nt" "$n" "$OUT" \
+        </dev/null >"$T/prog.log" 2>&1 &
+    PROG_PID=$!
+    wait_for ready 0 $((30 + n / 8)) "$PROG_PID" "$T/prog.log"
+    # Threads of the process: the workers, main, and hiber's checkpoint thread.
+    R[$key:tasks]=$(ls "/proc/$PROG_PID/task" | wc -l)
+    # The CPU the program uses by itself, over one second (% of one CPU).
+    now_us; t0=$NOW; c0=$(proc_cpu_ticks "$PROG_PID")
+    sleep 1
+    now_us; t1=$NOW; c1=$(proc_cpu_ticks "$PROG_PID")
+    R[$key:cpu]=$(awk -v c=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" -v t=$((t1 - t0)) \
+        'BEGIN { printf "%.0f", c / hz / (t / 1e6) * 100 }')
+
+    for mode in $THREAD_MODES; do
+        checkpoints "$key" "$n" "$mode"
+        rm -rf "$T/img-$mode"
+        echo "   checkpoint $mode: $(median "$key:$mode:ckpt") ms, pause $(median "$key:$mode:pause") ms" \
+            "(threads stalled: ${R[$key:$mode:stalled]})" >&2
+    done
+    cleanup
+    rm -rf "$T"/img* "$OUT"
+}
+proc_cpu_ticks() { # utime + stime of process $1, in clock ticks
+    awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
+}
+
 # ------------------------------------------------------------------ run --
 busy_s() { awk '/^cpu / { printf "%.2f\n", ($2 + $3 + $4 + $7 + $8 + $9) / 100 }' /proc/stat; }
 own_s() { # OWN = CPU seconds of this shell and its reaped children (not in a subshell!)
@@ -279,6 +342,7 @@ LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 BUSY0=$(busy_s); own_s; OWN0=$OWN
 ALL_SIZES="${TINY:+$TINY }$SIZES"
 for n in $ALL_SIZES; do scenario "$n"; done
+for nt in $THREADS; do threads_scenario "$nt"; done
 now_us; ELAPSED=$(awk -v x=$((NOW - START)) 'BEGIN { printf "%.0f", x / 1e6 }')
 own_s
 OTHER=$(awk -v b0="$BUSY0" -v b1="$(busy_s)" -v o0="$OWN0" -v o1="$OWN" \
@@ -294,6 +358,11 @@ when=$(date -u '+%Y-%m-%d %H:%M UTC')
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 
 tables() {
+    if [[ -n $ALL_SIZES ]]; then size_tables; fi
+    if [[ -n $ALL_SIZES && -n $THREADS ]]; then echo; fi
+    if [[ -n $THREADS ]]; then threads_table; fi
+}
+size_tables() {
     echo "### Checkpoint (\`hiber checkpoint\`, wall clock; pause = longest stall the program saw)"
     echo
     echo "| size | mode | checkpoint ms | pause ms | image MiB |"
@@ -326,35 +395,83 @@ tables() {
         echo "| $n MiB | $(fmt "$ds") | $(fmt "$dp") | $(ratio "$(median "$n:raw-sync:ckpt")" "$ds"), $(ratio "$(median "$n:comp-sync:ckpt")" "$ds") | $(ratio "$(median "$n:raw-nosync:ckpt")" "$dp"), $(ratio "$(median "$n:comp-nosync:ckpt")" "$dp") | $(ratio "$(median "$n:raw-sync:restart")" "$dp"), $(ratio "$(median "$n:comp-sync:restart")" "$dp") |"
     done
 }
+range() { # "min–max" of the samples of key $1 ("min" if all equal, "-" if none)
+    local v=${R[$1]:-}
+    [[ -z $v ]] && { echo -; return; }
+    tr ' ' '\n' <<<"$v" | sort -g | awk 'NR == 1 { a = $1 } { b = $1 } END { if (a == b) print a; else print a "–" b }'
+}
+threads_table() {
+    local nt mode k
+    echo "### Many threads (\`bench/threads.c\`, $THREAD_MIB MiB in total; pause = longest stall any thread saw)"
+    echo
+    echo "| threads | mode | checkpoint ms | × 1 thread | pause ms | × 1 thread | threads that saw the pause | image MiB |"
+    echo "|---:|---|---:|---:|---:|---:|---|---:|"
+    for nt in $THREADS; do
+        k=threads$nt
+        for mode in $THREAD_MODES; do
+            local c p c1=- p1=-
+            c=$(median "$k:$mode:ckpt"); p=$(median "$k:$mode:pause")
+            if [[ $nt != 1 ]]; then c1=$(median "threads1:$mode:ckpt"); p1=$(median "threads1:$mode:pause"); fi
+            echo "| $nt | $mode | $(fmt "$c") | $(ratio "$c" "$c1") | $(fmt "$p") | $(ratio "$p" "$p1") | $(range "$k:$mode:stalled") of $nt | $(mib "$(median "$k:$mode:size")") |"
+        done
+    done
+    echo
+    local info=
+    for nt in $THREADS; do
+        info+="${info:+; }$nt thread(s): ${R[threads$nt:tasks]:-?} in the process, ${R[threads$nt:cpu]:-?} %"
+    done
+    echo "Threads in the process (workers, main and hiber's checkpoint thread) and the CPU the"
+    echo "program used by itself before the checkpoints (% of one CPU): $info."
+}
 
 verdict() { # verdict MEASURED LIMIT
     awk -v m="$1" -v l="$2" 'BEGIN { if (m == "-") print "n/a"; else if (m <= l) print "**pass**"; else printf "**FAIL** (%+.0f%%)\n", (m / l - 1) * 100 }'
 }
 targets() {
-    local big=1024 t=${TINY:-}
+    local big=1024 t=${TINY:-} what
     [[ " $SIZES " == *" 1024 "* ]] || big=$(tr ' ' '\n' <<<"$SIZES" | sort -n | tail -1)
-    local ds dp a b c
-    ds=$(median "$big:dd_sync"); dp=$(median "$big:dd_plain")
     sm() { local v=${R[$1]:-}; echo "${v// /, }"; }
     echo "| target | limit | measured (median) | result | samples, ms |"
     echo "|---|---|---|---|---|"
+    if [[ -n $SIZES ]]; then big_targets; fi
+    if [[ -n $t ]]; then
+        echo "| $t MiB checkpoint (default: compressed, durable) | ≤ 50 ms | $(fmt "$(median "$t:comp-sync:ckpt")") ms | $(verdict "$(median "$t:comp-sync:ckpt")" 50) | $(sm "$t:comp-sync:ckpt") |"
+        echo "| $t MiB checkpoint \`--no-sync\` | ≤ 50 ms | $(fmt "$(median "$t:comp-nosync:ckpt")") ms | $(verdict "$(median "$t:comp-nosync:ckpt")" 50) | $(sm "$t:comp-nosync:ckpt") |"
+        echo "| $t MiB restart until running (compressed image) | ≤ 50 ms | $(fmt "$(median "$t:comp-sync:restart")") ms | $(verdict "$(median "$t:comp-sync:restart")" 50) | $(sm "$t:comp-sync:restart") |"
+    fi
+    # Many threads: measurements only (the issue sets no limit), in the first
+    # mode of THREAD_MODES, for every thread count but the 1-thread baseline.
+    local nt mode=${THREAD_MODES%% *} k base
+    for nt in $THREADS; do
+        if [[ $nt == 1 && $THREADS != 1 ]]; then continue; fi
+        k=threads$nt
+        for what in ckpt pause; do
+            base="no target"
+            if [[ $nt != 1 && -n ${R[threads1:$mode:$what]:-} ]]; then
+                base+=" (1 thread: $(fmt "$(median "threads1:$mode:$what")") ms)"
+            fi
+            local label="checkpoint, $mode"
+            if [[ $what == pause ]]; then label="pause the program sees, $mode"; fi
+            echo "| $nt threads, $THREAD_MIB MiB: $label | $base | $(fmt "$(median "$k:$mode:$what")") ms | measured | $(sm "$k:$mode:$what") |"
+        done
+    done
+}
+big_targets() {
+    local ds dp a b c
+    ds=$(median "$big:dd_sync"); dp=$(median "$big:dd_plain")
     a=$(ratio "$(median "$big:raw-sync:ckpt")" "$ds")
     b=$(ratio "$(median "$big:raw-nosync:ckpt")" "$dp")
     c=$(ratio "$(median "$big:raw-sync:restart")" "$dp")
     echo "| $big MiB uncompressed durable checkpoint | ≤ 1.2 × dd fdatasync ($(fmt "$ds") ms → ≤ $(awk -v d="$ds" 'BEGIN{printf "%.0f", d*1.2}') ms) | $(fmt "$(median "$big:raw-sync:ckpt")") ms = $a × | $(verdict "$a" 1.2) | hiber $(sm "$big:raw-sync:ckpt"); dd $(sm "$big:dd_sync") |"
     echo "| $big MiB uncompressed \`--no-sync\` checkpoint | ≤ 1.5 × plain dd ($(fmt "$dp") ms → ≤ $(awk -v d="$dp" 'BEGIN{printf "%.0f", d*1.5}') ms) | $(fmt "$(median "$big:raw-nosync:ckpt")") ms = $b × | $(verdict "$b" 1.5) | hiber $(sm "$big:raw-nosync:ckpt"); dd $(sm "$big:dd_plain") |"
     echo "| $big MiB uncompressed restart until running | ≤ 1.0 × plain dd ($(fmt "$dp") ms) | $(fmt "$(median "$big:raw-sync:restart")") ms = $c × | $(verdict "$c" 1.0) | hiber $(sm "$big:raw-sync:restart"); dd $(sm "$big:dd_plain") |"
-    if [[ -n $t ]]; then
-        echo "| $t MiB checkpoint (default: compressed, durable) | ≤ 50 ms | $(fmt "$(median "$t:comp-sync:ckpt")") ms | $(verdict "$(median "$t:comp-sync:ckpt")" 50) | $(sm "$t:comp-sync:ckpt") |"
-        echo "| $t MiB checkpoint \`--no-sync\` | ≤ 50 ms | $(fmt "$(median "$t:comp-nosync:ckpt")") ms | $(verdict "$(median "$t:comp-nosync:ckpt")" 50) | $(sm "$t:comp-nosync:ckpt") |"
-        echo "| $t MiB restart until running (compressed image) | ≤ 50 ms | $(fmt "$(median "$t:comp-sync:restart")") ms | $(verdict "$(median "$t:comp-sync:restart")" 50) | $(sm "$t:comp-sync:restart") |"
-    fi
 }
 
 samples() {
     local k
-    for k in $(printf '%s\n' "${!R[@]}" | sort -t: -k1,1n -k2); do
-        if [[ $k == *:verify || $k == *size:warmup ]]; then continue; fi
+    # sizes first, then the thread counts
+    for k in $(printf '%s\n' "${!R[@]}" | sort -t: -k1,1V -k2 | awk '!/^threads/ { print; next } { t[++n] = $0 } END { for (i = 1; i <= n; i++) print t[i] }'); do
+        if [[ $k == *:verify || $k == *size:warmup || $k == *stalled:warmup || $k == *:tasks || $k == *:cpu ]]; then continue; fi
         echo "    $k: ${R[$k]}"
     done
 }
@@ -370,6 +487,8 @@ echo
 targets
 
 [[ $DOC == - ]] && exit 0
+sizes_text=none
+if [[ -n $ALL_SIZES ]]; then sizes_text="$(sed 's/ \([0-9]*\)$/ and \1/' <<<"${ALL_SIZES% }") MiB"; fi
 MARK='<!-- Everything below this line is kept when bench/run.sh rewrites the file. -->'
 notes=
 if [[ -f $DOC ]]; then notes=$(awk -v m="$MARK" 'found { print } $0 == m { found = 1 }' "$DOC"); fi
@@ -386,13 +505,15 @@ marker at the end).
   medians shown; whole run $ELAPSED s. Load average $LOAD0 at the start, $load at the
   end; CPU time used by other processes and kernel threads (writeback included) during the run: $OTHER s
   (of $(awk -v e="$ELAPSED" -v c="$(nproc)" 'BEGIN { print e * c }') s available).
-- Sizes: ${TINY:+$TINY MiB and }$SIZES MiB (\`SIZES="64 256 1024" bash bench/run.sh\`).
+- Sizes: $sizes_text (\`SIZES="64 256 1024" bash bench/run.sh\`);
+  threads: ${THREADS:-none}${THREADS:+ with $THREAD_MIB MiB in total} (\`THREADS="1 64" THREAD_MIB=64\`).
 
 ## How to run
 
     cargo build --release
-    bash bench/run.sh                     # 1-2 minutes; rewrites docs/PERFORMANCE.md
+    bash bench/run.sh                     # about 2 minutes; rewrites docs/PERFORMANCE.md
     SIZES="64" REPS=1 BENCH_DOC=- bash bench/run.sh   # quick look, no report
+    SIZES= TINY= THREADS=64 BENCH_DOC=- bash bench/run.sh   # only the 64 threads, no report
 
 \`BENCH_DIR\` picks the directory for images and dd files (its filesystem matters),
 \`HIBER_BIN_DIR\` the build to measure.
@@ -420,6 +541,23 @@ as a "gap" with its length and the time the program ran again.
 - **dd**: \`dd if=/dev/zero of=DIR/ddtest bs=1M count=SIZE conv=fdatasync\` and the same
   without \`conv=fdatasync\`, into the bench directory, after \`sync\`.
 
+**Many threads** (after the sizes): \`bench/threads.c\` starts N worker threads (pthreads)
+that share $THREAD_MIB MiB of private anonymous memory equally ($THREAD_MIB MiB / N each, touched
+by its thread: half xorshift bytes, half zeros, as above), so the process has the same
+size and image for every N. Each worker loops forever: write a counter into the next page
+of its share, read CLOCK_MONOTONIC, sleep 1 ms. A worker whose iteration starts more than
+5 ms after the previous one logs the gap (the scheduler alone can delay a wake-up by a few
+ms with 64 threads on 2 CPUs); the main thread logs every 10 ms the latest time at which
+every worker has run. Only checkpoints are measured (in the modes ${THREAD_MODES// /, }),
+against the 1-thread run of the same program as the baseline:
+
+- **checkpoint**, **image**: as above.
+- **pause**: the longest gap of any worker that overlaps the checkpoint, read once every
+  worker has run after \`hiber checkpoint\` returned (up to 1 ms of it is the worker's own
+  sleep). "Threads that saw the pause" counts the workers that logged a gap there, as a
+  check that all of them were stopped: lowest–highest over the recorded rounds.
+- There is no target for these (the issue asks for the measurement only).
+
 ## Noise on this machine
 
 This is a small VM, and two effects dominate the spread of the samples:
@@ -435,7 +573,7 @@ This is a small VM, and two effects dominate the spread of the samples:
   run are still hit, which is why the targets table lists every sample.
 - Anything else running on the 2 CPUs (a build, tests) slows the checkpoints, which
   compress and scan memory on every core: before each size the bench waits (up to
-  \`IDLE_WAIT\` s) for the machine to be idle, and the CPU time others used is shown above.
+  \`IDLE_WAIT\` s) for the machine to be idle (and before each thread count), and the CPU time others used is shown above.
 
 Every set starts with $WARMUP unrecorded warm-up round(s), and medians are reported; all
 samples are listed at the end.
@@ -444,7 +582,8 @@ samples are listed at the end.
 
 Reference points on this machine kind (from the issue): DMTCP (no fsync) 1.6 s
 checkpoint / 0.85 s restart for 1 GiB and 0.41 s / 0.21 s for 1 MiB; CRIU (root, no
-fsync) 0.58 s / 0.61 s and 0.04 s / 0.03 s.
+fsync) 0.58 s / 0.61 s and 0.04 s / 0.03 s. The many-threads rows are measurements
+without a limit, with the 1-thread run of the same program for comparison.
 
 $(targets)
 
@@ -454,7 +593,8 @@ $(tables)
 
 ## All samples
 
-Milliseconds (sizes in bytes), in the order measured.
+Milliseconds (sizes in bytes; \`stalled\`: threads that logged the pause), sizes in MiB
+then thread counts.
 
 $(samples)
 
