@@ -4,7 +4,8 @@
 #   bash bench/run.sh                      # sizes 64 256 1024 MiB (+ the 1 MiB case),
 #                                          # then 1 and 64 threads
 #   SIZES="64" REPS=1 bash bench/run.sh    # quick run
-#   SIZES= TINY= THREADS=64 BENCH_DOC=- bash bench/run.sh   # only 64 threads
+#   SIZES= TINY= THREADS=64 SYSCALLS= BENCH_DOC=- bash bench/run.sh   # only 64 threads
+#   SIZES= TINY= THREADS= BENCH_DOC=- bash bench/run.sh   # only the process and fd costs
 #
 # Environment:
 #   SIZES       process sizes in MiB (default "64 256 1024"; SIZES= for none); the
@@ -13,6 +14,11 @@
 #               (default "1 64"; THREADS= to skip); it runs after the sizes
 #   THREAD_MIB  that workload's memory in MiB, shared by its threads (64)
 #   THREAD_MODES  checkpoint modes for it (default "comp-sync raw-nosync")
+#   SYSCALLS    1 (default): measure the process and fd costs, bench/syscalls.c
+#               (fork+exec+wait, open+close, pipe), bare and under hiber, last;
+#               SYSCALLS= or 0 to skip
+#   SYSCALL_FORKS  fork+exec+wait rounds per program run (300)
+#   SYSCALL_OPS    open+close and pipe rounds per program run (100000)
 #   REPS        repetitions of every measurement; medians are reported (3)
 #   WARMUP      unrecorded rounds before them (1): see "Noise" in the report
 #   IDLE_WAIT   seconds to wait at most for an idle machine before each size and
@@ -37,6 +43,10 @@ TINY=${TINY-1}
 THREADS=${THREADS-"1 64"}
 THREAD_MIB=${THREAD_MIB:-64}
 THREAD_MODES=${THREAD_MODES:-"comp-sync raw-nosync"}
+SYSCALLS=${SYSCALLS-1}
+[[ $SYSCALLS == 0 ]] && SYSCALLS=
+SYSCALL_FORKS=${SYSCALL_FORKS:-300}
+SYSCALL_OPS=${SYSCALL_OPS:-100000}
 REPS=${REPS:-3}
 WARMUP=${WARMUP:-1}
 BIN=${HIBER_BIN_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/release}
@@ -54,6 +64,7 @@ export HIBER_COOKIE=$T/cookie
 unset HIBER_COORD HIBER_CKPT_DIR LD_PRELOAD HIBER_DEBUG
 cc -O2 -Wall -o "$T/alloc" "$ROOT/bench/alloc.c"
 cc -O2 -Wall -pthread -o "$T/threads" "$ROOT/bench/threads.c"
+cc -O2 -Wall -o "$T/syscalls" "$ROOT/bench/syscalls.c"
 # A private copy of the build, so a rebuild during the run cannot mix versions.
 mkdir "$T/bin"
 cp "$BIN/hiber" "$BIN/libhiber.so" "$BIN/hiber-restore" "$T/bin/"
@@ -327,6 +338,52 @@ threads_scenario() {
     cleanup
     rm -rf "$T"/img* "$OUT"
 }
+# syscalls_scenario: bench/syscalls.c, bare and under `hiber launch` (same
+# coordinator for all), WARMUP + REPS rounds; in each round every operation
+# runs once bare and once under hiber, in alternating order. Records
+# syscalls:OP:bare and syscalls:OP:hiber, ns per operation (the program's
+# own mean over its timed loop; its start-up, and hiber's, are not counted).
+SYSCALL_OPS_LIST="forkexec openclose pipe"
+syscalls_scenario() {
+    local op n i how
+    echo "== process and fd costs" >&2
+    wait_idle
+    fresh_coordinator
+    for ((i = -WARMUP; i < REPS; i++)); do
+        for op in $SYSCALL_OPS_LIST; do
+            n=$SYSCALL_OPS
+            if [[ $op == forkexec ]]; then n=$SYSCALL_FORKS; fi
+            local order="bare hiber"
+            if (((i + WARMUP) % 2)); then order="hiber bare"; fi
+            for how in $order; do
+                syscalls_run "$how" "$op" "$n"
+                rec "syscalls:$op:$how" "$(head -n1 "$T/syscalls.out")"
+            done
+        done
+    done
+    for op in $SYSCALL_OPS_LIST; do
+        echo "   $op: bare $(fmt "$(median "syscalls:$op:bare")" 0) ns," \
+            "hiber $(fmt "$(median "syscalls:$op:hiber")" 0) ns" >&2
+    done
+    cleanup
+    rm -rf "$T"/img* "$T"/syscalls.out "$T"/syscalls.err
+}
+syscalls_run() { # syscalls_run bare|hiber OP N: one run of bench/syscalls.c
+    local how=$1 cmd=("$T/syscalls" "$2" "$3") rc=0
+    if [[ $how == hiber ]]; then
+        cmd=("$HIBER" launch --coord "$COORD" --ckpt-dir "$T/img" "${cmd[@]}")
+    fi
+    # The limit is only a guard against a hang (a run takes about a second).
+    timeout -k 5 300 "${cmd[@]}" </dev/null >"$T/syscalls.out" 2>"$T/syscalls.err" || rc=$?
+    if ((rc != 0)) || ! grep -qE '^[0-9]+(\.[0-9]+)?$' "$T/syscalls.out"; then
+        local why="status $rc"
+        if ((rc == 124)); then why="still running after 300 s: hung?"; fi
+        echo "bench: '${cmd[*]}' failed ($why); its output:" >&2
+        cat "$T/syscalls.out" "$T/syscalls.err" >&2
+        exit 1
+    fi
+}
+
 proc_cpu_ticks() { # utime + stime of process $1, in clock ticks
     awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
 }
@@ -343,6 +400,7 @@ BUSY0=$(busy_s); own_s; OWN0=$OWN
 ALL_SIZES="${TINY:+$TINY }$SIZES"
 for n in $ALL_SIZES; do scenario "$n"; done
 for nt in $THREADS; do threads_scenario "$nt"; done
+if [[ -n $SYSCALLS ]]; then syscalls_scenario; fi
 now_us; ELAPSED=$(awk -v x=$((NOW - START)) 'BEGIN { printf "%.0f", x / 1e6 }')
 own_s
 OTHER=$(awk -v b0="$BUSY0" -v b1="$(busy_s)" -v o0="$OWN0" -v o1="$OWN" \
@@ -358,9 +416,16 @@ when=$(date -u '+%Y-%m-%d %H:%M UTC')
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 
 tables() {
-    if [[ -n $ALL_SIZES ]]; then size_tables; fi
-    if [[ -n $ALL_SIZES && -n $THREADS ]]; then echo; fi
-    if [[ -n $THREADS ]]; then threads_table; fi
+    local sep=
+    if [[ -n $ALL_SIZES ]]; then size_tables; sep=1; fi
+    if [[ -n $THREADS ]]; then
+        if [[ -n $sep ]]; then echo; fi
+        threads_table; sep=1
+    fi
+    if [[ -n $SYSCALLS ]]; then
+        if [[ -n $sep ]]; then echo; fi
+        syscalls_table
+    fi
 }
 size_tables() {
     echo "### Checkpoint (\`hiber checkpoint\`, wall clock; pause = longest stall the program saw)"
@@ -424,6 +489,56 @@ threads_table() {
     echo "program used by itself before the checkpoints (% of one CPU): $info."
 }
 
+# The process and fd operations: label, limit (× bare; "-" for none).
+syscall_label() {
+    case $1 in
+    forkexec) echo "fork+exec+wait" ;;
+    openclose) echo "open+close" ;;
+    pipe) echo "pipe+close" ;;
+    esac
+}
+syscall_limit() {
+    case $1 in
+    forkexec) echo 2 ;;
+    openclose) echo 1.5 ;;
+    *) echo - ;;
+    esac
+}
+syscalls_table() {
+    local op b h r l res tgt
+    echo "### Process and fd costs (\`bench/syscalls.c\`, ns per operation; bare and under \`hiber launch\`)"
+    echo
+    echo "| operation | bare ns | under hiber ns | ratio | target | result |"
+    echo "|---|---:|---:|---:|---|---|"
+    for op in $SYSCALL_OPS_LIST; do
+        b=$(median "syscalls:$op:bare"); h=$(median "syscalls:$op:hiber")
+        r=$(ratio "$h" "$b"); l=$(syscall_limit "$op")
+        if [[ $l == - ]]; then
+            tgt=none; res=measured
+        else
+            tgt="≤ $l × bare"; res=$(verdict "$r" "$l")
+        fi
+        echo "| $(syscall_label "$op") | $(fmt "$b" 0) | $(fmt "$h" 0) | $r × | $tgt | $res |"
+    done
+    echo
+    echo "Rounds per program run: $SYSCALL_FORKS fork+exec+wait, $SYSCALL_OPS open+close or pipe+close."
+}
+syscalls_targets() {
+    local op b h r l base res
+    sn() { local v=${R[$1]:-} x out=; for x in $v; do out+="${out:+, }$(fmt "$x" 0)"; done; echo "$out"; }
+    for op in $SYSCALL_OPS_LIST; do
+        b=$(median "syscalls:$op:bare"); h=$(median "syscalls:$op:hiber")
+        r=$(ratio "$h" "$b"); l=$(syscall_limit "$op")
+        if [[ $l == - ]]; then
+            base="no target (bare: $(fmt "$b" 0) ns)"; res=measured
+        else
+            base="≤ $l × bare ($(fmt "$b" 0) ns → ≤ $(awk -v d="$b" -v l="$l" 'BEGIN { if (d == "-") print "-"; else printf "%.0f", d * l }') ns)"
+            res=$(verdict "$r" "$l")
+        fi
+        echo "| $(syscall_label "$op") under hiber | $base | $(fmt "$h" 0) ns = $r × | $res | hiber $(sn "syscalls:$op:hiber"); bare $(sn "syscalls:$op:bare") (ns) |"
+    done
+}
+
 verdict() { # verdict MEASURED LIMIT
     awk -v m="$1" -v l="$2" 'BEGIN { if (m == "-") print "n/a"; else if (m <= l) print "**pass**"; else printf "**FAIL** (%+.0f%%)\n", (m / l - 1) * 100 }'
 }
@@ -455,6 +570,7 @@ targets() {
             echo "| $nt threads, $THREAD_MIB MiB: $label | $base | $(fmt "$(median "$k:$mode:$what")") ms | measured | $(sm "$k:$mode:$what") |"
         done
     done
+    if [[ -n $SYSCALLS ]]; then syscalls_targets; fi
 }
 big_targets() {
     local ds dp a b c
@@ -469,8 +585,9 @@ big_targets() {
 
 samples() {
     local k
-    # sizes first, then the thread counts
-    for k in $(printf '%s\n' "${!R[@]}" | sort -t: -k1,1V -k2 | awk '!/^threads/ { print; next } { t[++n] = $0 } END { for (i = 1; i <= n; i++) print t[i] }'); do
+    # sizes first, then the thread counts, then the process and fd costs
+    for k in $(printf '%s\n' "${!R[@]}" | sort -t: -k1,1V -k2 | awk '/^threads/ { t[++n] = $0; next } /^syscalls/ { s[++m] = $0; next } { print }
+        END { for (i = 1; i <= n; i++) print t[i]; for (i = 1; i <= m; i++) print s[i] }'); do
         if [[ $k == *:verify || $k == *size:warmup || $k == *stalled:warmup || $k == *:tasks || $k == *:cpu ]]; then continue; fi
         echo "    $k: ${R[$k]}"
     done
@@ -488,6 +605,8 @@ targets
 
 [[ $DOC == - ]] && exit 0
 sizes_text=none
+syscalls_text=no
+if [[ -n $SYSCALLS ]]; then syscalls_text=yes; fi
 if [[ -n $ALL_SIZES ]]; then sizes_text="$(sed 's/ \([0-9]*\)$/ and \1/' <<<"${ALL_SIZES% }") MiB"; fi
 MARK='<!-- Everything below this line is kept when bench/run.sh rewrites the file. -->'
 notes=
@@ -506,14 +625,16 @@ marker at the end).
   end; CPU time used by other processes and kernel threads (writeback included) during the run: $OTHER s
   (of $(awk -v e="$ELAPSED" -v c="$(nproc)" 'BEGIN { print e * c }') s available).
 - Sizes: $sizes_text (\`SIZES="64 256 1024" bash bench/run.sh\`);
-  threads: ${THREADS:-none}${THREADS:+ with $THREAD_MIB MiB in total} (\`THREADS="1 64" THREAD_MIB=64\`).
+  threads: ${THREADS:-none}${THREADS:+ with $THREAD_MIB MiB in total} (\`THREADS="1 64" THREAD_MIB=64\`);
+  process and fd costs: $syscalls_text (\`SYSCALLS=1\`).
 
 ## How to run
 
     cargo build --release
     bash bench/run.sh                     # about 2 minutes; rewrites docs/PERFORMANCE.md
     SIZES="64" REPS=1 BENCH_DOC=- bash bench/run.sh   # quick look, no report
-    SIZES= TINY= THREADS=64 BENCH_DOC=- bash bench/run.sh   # only the 64 threads, no report
+    SIZES= TINY= THREADS=64 SYSCALLS= BENCH_DOC=- bash bench/run.sh   # only the 64 threads, no report
+    SIZES= TINY= THREADS= BENCH_DOC=- bash bench/run.sh   # only the process and fd costs (about 30 s)
 
 \`BENCH_DIR\` picks the directory for images and dd files (its filesystem matters),
 \`HIBER_BIN_DIR\` the build to measure.
@@ -558,6 +679,23 @@ against the 1-thread run of the same program as the baseline:
   check that all of them were stopped: lowest–highest over the recorded rounds.
 - There is no target for these (the issue asks for the measurement only).
 
+**Process and fd costs** (last): \`bench/syscalls.c OP N\` runs one operation N times in
+a loop, after N/10 untimed warm-up rounds, and prints the mean time of one round
+(CLOCK_MONOTONIC around the whole loop, divided by N). It runs bare and under
+\`hiber launch\` (one coordinator for the whole scenario), once each per round, in
+alternating order; the start-up of the program and of the agent is not timed.
+
+- **fork+exec+wait** ($SYSCALL_FORKS rounds per run): \`fork()\`, the child \`execve()\`s a
+  no-op program (\`syscalls noop\`, the same dynamically linked binary, which returns at
+  once), the parent \`waitpid()\`s for it. Under hiber the exec'd child inherits
+  \`LD_PRELOAD\` and the agent's settings, so it loads the agent again and joins the
+  coordinator (and leaves it when it exits), as any program a checkpointed process
+  runs does: that is part of the cost measured.
+- **open+close** ($SYSCALL_OPS rounds): \`open()\` of a regular file (the program's own
+  binary, read-only), \`close()\`.
+- **pipe+close** ($SYSCALL_OPS rounds): \`pipe()\`, \`close()\` of both ends (no target).
+- The ratio is the median under hiber over the median bare.
+
 ## Noise on this machine
 
 This is a small VM, and two effects dominate the spread of the samples:
@@ -583,7 +721,9 @@ samples are listed at the end.
 Reference points on this machine kind (from the issue): DMTCP (no fsync) 1.6 s
 checkpoint / 0.85 s restart for 1 GiB and 0.41 s / 0.21 s for 1 MiB; CRIU (root, no
 fsync) 0.58 s / 0.61 s and 0.04 s / 0.03 s. The many-threads rows are measurements
-without a limit, with the 1-thread run of the same program for comparison.
+without a limit, with the 1-thread run of the same program for comparison. For the
+process and fd costs, DMTCP measured 27× bare for fork+exec+wait and 6.7× for
+open+close on this machine kind; pipe+close has no target.
 
 $(targets)
 
@@ -594,7 +734,8 @@ $(tables)
 ## All samples
 
 Milliseconds (sizes in bytes; \`stalled\`: threads that logged the pause), sizes in MiB
-then thread counts.
+then thread counts; the \`syscalls\` rows (process and fd costs) are nanoseconds per
+operation.
 
 $(samples)
 
