@@ -267,11 +267,54 @@ impl Coordinator {
         self.fail_checkpoint(Some(token), &label, error);
     }
 
-    /// A member's connection closed.
+    /// A member's connection closed. Before it suspended, it is left out
+    /// as if it had announced its exit: the process is gone (it exited,
+    /// exec'd into a new image that joins on its own, or crashed), so the
+    /// computation at the checkpoint's moment has no such process. After
+    /// that, its image is part of the generation and the checkpoint fails.
     pub(crate) fn checkpoint_member_gone(&mut self, token: Token, p: &Proc, why: &str) {
+        let before_suspend = self.ckpt.as_ref().is_some_and(|ck| {
+            ck.phase == Phase::Suspending
+                && ck
+                    .members
+                    .get(&token)
+                    .is_some_and(|m| m.step == Step::Started)
+        });
+        if before_suspend {
+            return self.checkpoint_member_exiting(token, &p.label());
+        }
         if self.ckpt.as_ref().is_some_and(|ck| ck.is_pending(token)) {
             self.fail_checkpoint(Some(token), &p.label(), why);
         }
+    }
+
+    /// A process joined while a checkpoint is stopping processes: it takes
+    /// part (a child forked by a member joins before `fork` returns, while
+    /// its parent still runs, so the generation must include it). Once every
+    /// member has stopped, nobody in the computation can create a process
+    /// any more; one joining from outside then waits for the next
+    /// generation.
+    pub(crate) fn checkpoint_joined(&mut self, token: Token, label: String, host: String) {
+        let Some(ck) = self.ckpt.as_mut() else { return };
+        if ck.phase != Phase::Suspending || ck.members.contains_key(&token) {
+            return;
+        }
+        info!(process = %label, generation = ck.generation, "process joined a running checkpoint");
+        ck.members.insert(
+            token,
+            Member {
+                label,
+                host,
+                step: Step::Started,
+                image: None,
+            },
+        );
+        ck.reached[0] += 1;
+        let msg = FromCoord::Checkpoint {
+            generation: ck.generation,
+            options: ck.options.clone(),
+        };
+        self.send(token, &msg);
     }
 
     /// A member announced its exit. One that has not suspended yet is simply

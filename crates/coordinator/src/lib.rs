@@ -479,8 +479,15 @@ impl Coordinator {
             self.ids.insert(process_id, token);
             self.empty_deadline = None;
         }
+        let joined = match &kind {
+            Kind::Process(p) if p.restarted.is_none() => Some((p.label(), p.host.clone())),
+            _ => None,
+        };
         c.authenticated(kind);
         self.send(token, &HelloReply::Welcome(welcome));
+        if let Some((label, host)) = joined {
+            self.checkpoint_joined(token, label, host);
+        }
     }
 
     /// Decides a joining process's id, adopting the computation of a
