@@ -48,7 +48,8 @@ pub trait Mechanism: Sync {
 /// In capture and restore order: descriptors first (a restored cwd or
 /// signal state never needs them, but the API's hang-up needs the numbers
 /// the descriptors left free), then process-wide state, signals last so
-/// that re-posted pending signals meet their restored handlers.
+/// that re-posted pending signals meet their restored handlers (then
+/// timers, so that no timer fires before its handler is back).
 pub static BUILTIN: &[&dyn Mechanism] = &[
     &crate::fd::Descriptors,
     &crate::capi::ApiConnections,
@@ -56,6 +57,7 @@ pub static BUILTIN: &[&dyn Mechanism] = &[
     &crate::state::limits::Limits,
     &crate::state::mm::Layout,
     &crate::state::signals::Signals,
+    &crate::state::timers::Timers,
 ];
 
 pub fn capture(ctx: &mut Capture<'_>) -> Result<(), String> {

@@ -72,6 +72,54 @@ pub struct ProcessMeta {
     /// Checkpointed without a coordinator (`hiber_init_standalone`): a
     /// restart needs none either.
     pub standalone: bool,
+    /// Armed `setitimer` timers (`alarm` is `ITIMER_REAL`).
+    #[serde(default)]
+    pub itimers: Vec<Itimer>,
+    /// POSIX timers (`timer_create`), in id order.
+    #[serde(default)]
+    pub posix_timers: Vec<PosixTimer>,
+    /// Parent, process group and session (pids the program saw). A restart
+    /// rebuilds the tree from these: a process whose parent is in the same
+    /// restart becomes its child again.
+    #[serde(default)]
+    pub ppid: u32,
+    #[serde(default)]
+    pub pgid: u32,
+    #[serde(default)]
+    pub sid: u32,
+}
+
+/// One armed interval timer (`getitimer`); times in microseconds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Itimer {
+    /// `ITIMER_REAL` (0), `ITIMER_VIRTUAL` (1) or `ITIMER_PROF` (2).
+    pub which: u32,
+    /// Time left to the next expiry when the checkpoint was taken (0 with
+    /// an interval: the expiry signal was pending, not yet re-armed).
+    pub value_us: u64,
+    pub interval_us: u64,
+}
+
+/// One POSIX timer (`/proc/self/timers` and `timer_gettime`); times in
+/// nanoseconds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PosixTimer {
+    /// The kernel's timer id: the program's `timer_t`.
+    pub id: i32,
+    /// `CLOCK_*` id, or a CPU-time clock (negative; glibc passes -6 for
+    /// `CLOCK_PROCESS_CPUTIME_ID` and -2 for `CLOCK_THREAD_CPUTIME_ID`).
+    pub clock: i32,
+    /// `sigev_notify`: `SIGEV_SIGNAL` (0), `SIGEV_NONE` (1),
+    /// `SIGEV_THREAD` (2), `SIGEV_SIGNAL | SIGEV_THREAD_ID` (4).
+    pub notify: i32,
+    pub signo: i32,
+    /// `sigev_value`, handed back in `si_value`.
+    pub sigev_value: u64,
+    /// Target thread (virtual tid) of a `SIGEV_THREAD_ID` timer, else 0.
+    pub tid: u32,
+    /// Time left to the next expiry (0: disarmed).
+    pub value_ns: u64,
+    pub interval_ns: u64,
 }
 
 /// Per-thread state the thread itself recorded in its checkpoint handler

@@ -54,6 +54,14 @@ pub enum ImageError {
     NotAnImage { path: String },
     #[error("image {path}: written for machine type {arch}, this hiber handles x86-64 (62)")]
     ForeignArch { path: String, arch: u32 },
+    #[error(
+        "image {path}: format version {found} was written by an older hiber; this one reads version {oldest} and later"
+    )]
+    OldVersion {
+        path: String,
+        found: u32,
+        oldest: u32,
+    },
     #[error("image {path}: format version {found} is newer than this hiber supports ({supported})")]
     UnsupportedVersion {
         path: String,
@@ -310,6 +318,13 @@ impl Image {
                 path: name,
                 found: header.format_version,
                 supported: format::FORMAT_VERSION,
+            });
+        }
+        if header.format_version != 0 && header.format_version < format::OLDEST_READ_VERSION {
+            return Err(ImageError::OldVersion {
+                path: name,
+                found: header.format_version,
+                oldest: format::OLDEST_READ_VERSION,
             });
         }
         if header.format_version == 0 || header.header_size as usize != HEADER_SIZE {

@@ -190,6 +190,31 @@ fn fd_description(kind: &FdKind) -> String {
     }
 }
 
+/// Armed timers on one line: `real 1.500s/0.050s` (time left / interval),
+/// then POSIX timers as `#id 0.040s/0.040s`.
+fn timers_line(p: &ProcessMeta) -> String {
+    const NAMES: [&str; 3] = ["real", "virtual", "prof"];
+    let secs = |ns: u64| format!("{}.{:03}s", ns / 1_000_000_000, ns / 1_000_000 % 1000);
+    let mut parts: Vec<String> = p
+        .itimers
+        .iter()
+        .map(|t| {
+            let name = NAMES.get(t.which as usize).copied().unwrap_or("?");
+            format!(
+                "{name} {}/{}",
+                secs(t.value_us.saturating_mul(1000)),
+                secs(t.interval_us.saturating_mul(1000))
+            )
+        })
+        .collect();
+    parts.extend(
+        p.posix_timers
+            .iter()
+            .map(|t| format!("#{} {}/{}", t.id, secs(t.value_ns), secs(t.interval_ns))),
+    );
+    parts.join(", ")
+}
+
 /// The text form `hiber inspect` prints.
 impl fmt::Display for ImageSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -233,6 +258,9 @@ impl fmt::Display for ImageSummary {
         if let Some(p) = &self.process {
             writeln!(f, "argv       {}", p.argv.join(" "))?;
             writeln!(f, "cwd        {}", p.cwd)?;
+            if !p.itimers.is_empty() || !p.posix_timers.is_empty() {
+                writeln!(f, "timers     {}", timers_line(p))?;
+            }
         }
 
         writeln!(f, "\nareas ({}):", self.areas.len())?;

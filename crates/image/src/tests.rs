@@ -121,6 +121,7 @@ fn process() -> ProcessMeta {
         restart_entry: 0x7f00_0000_1000,
         agent_version: "0.1.0".into(),
         standalone: false,
+        ..ProcessMeta::default()
     }
 }
 
@@ -494,14 +495,14 @@ fn set_header(bytes: &mut [u8], edit: impl FnOnce(&mut Header)) {
 #[test]
 fn refuses_newer_version_and_foreign_arch() {
     let mut bytes = image_bytes();
-    set_header(&mut bytes, |h| h.format_version = 2);
+    set_header(&mut bytes, |h| h.format_version = 3);
     let err = open_bytes(&bytes).unwrap_err();
     assert!(
         matches!(
             err,
             ImageError::UnsupportedVersion {
-                found: 2,
-                supported: 1,
+                found: 3,
+                supported: 2,
                 ..
             }
         ),
@@ -509,7 +510,21 @@ fn refuses_newer_version_and_foreign_arch() {
     );
     assert!(
         err.to_string()
-            .contains("format version 2 is newer than this hiber supports (1)"),
+            .contains("format version 3 is newer than this hiber supports (2)"),
+        "{err}"
+    );
+    let mut bytes = image_bytes();
+    set_header(&mut bytes, |h| h.format_version = 1);
+    let err = open_bytes(&bytes).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ImageError::OldVersion {
+                found: 1,
+                oldest: 2,
+                ..
+            }
+        ),
         "{err}"
     );
     let mut bytes = image_bytes();

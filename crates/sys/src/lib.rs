@@ -414,3 +414,99 @@ impl CloneArgs {
         }
     }
 }
+
+/// `struct timeval` (x86-64).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Timeval {
+    pub sec: i64,
+    pub usec: i64,
+}
+
+/// `struct timespec` (x86-64).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Timespec {
+    pub sec: i64,
+    pub nsec: i64,
+}
+
+/// `struct itimerval` for `getitimer`/`setitimer`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Itimerval {
+    pub interval: Timeval,
+    pub value: Timeval,
+}
+
+/// `struct itimerspec` for `timer_gettime`/`timer_settime`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Itimerspec {
+    pub interval: Timespec,
+    pub value: Timespec,
+}
+
+/// The kernel's `struct sigevent` (64 bytes on x86-64), as `timer_create`
+/// reads it: `tid` is `_sigev_un._tid`, the target of `SIGEV_THREAD_ID`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelSigevent {
+    /// `sigev_value` (the `sival_ptr`/`sival_int` union).
+    pub value: u64,
+    pub signo: i32,
+    /// `SIGEV_*`.
+    pub notify: i32,
+    pub tid: i32,
+    pub _pad: [i32; 11],
+}
+
+/// `getitimer(which)`: `ITIMER_REAL` (0, also `alarm`), `ITIMER_VIRTUAL`
+/// (1) or `ITIMER_PROF` (2).
+pub fn getitimer(which: u32) -> Result<Itimerval, Errno> {
+    let mut v = Itimerval::default();
+    sys!(getitimer, which, &mut v as *mut Itimerval)?;
+    Ok(v)
+}
+
+/// `setitimer(which, v, NULL)`.
+pub fn setitimer(which: u32, v: &Itimerval) -> SysResult {
+    sys!(setitimer, which, v as *const Itimerval, 0)
+}
+
+/// `timer_create(clock, ev, id)`: the kernel writes the new timer's id to
+/// `*id`; while `PR_TIMER_CREATE_RESTORE_IDS` is on, it first reads the id
+/// wanted from there (`EBUSY` if that id is taken).
+pub fn timer_create(clock: i32, ev: &KernelSigevent, id: &mut i32) -> SysResult {
+    sys!(
+        timer_create,
+        clock as isize,
+        ev as *const KernelSigevent,
+        id as *mut i32
+    )
+}
+
+/// `timer_settime(id, flags, v, NULL)`.
+pub fn timer_settime(id: i32, flags: u32, v: &Itimerspec) -> SysResult {
+    sys!(timer_settime, id as isize, flags, v as *const Itimerspec, 0)
+}
+
+/// `timer_gettime(id)`: time to the next expiry and the interval.
+pub fn timer_gettime(id: i32) -> Result<Itimerspec, Errno> {
+    let mut v = Itimerspec::default();
+    sys!(timer_gettime, id as isize, &mut v as *mut Itimerspec)?;
+    Ok(v)
+}
+
+pub fn timer_delete(id: i32) -> SysResult {
+    sys!(timer_delete, id as isize)
+}
+
+/// `prctl(PR_TIMER_CREATE_RESTORE_IDS, on ? ON : OFF)` (Linux 6.15+, made
+/// for checkpoint/restore): while on, `timer_create` gives the new timer
+/// the id found in its `timer_t` argument. Process-wide; fails with
+/// `EINVAL` on kernels without it.
+pub fn timer_create_restore_ids(on: bool) -> SysResult {
+    // PR_TIMER_CREATE_RESTORE_IDS = 77, _OFF = 0, _ON = 1
+    sys!(prctl, 77, usize::from(on), 0, 0, 0)
+}

@@ -6,3 +6,4 @@ pub mod fs;
 pub mod limits;
 pub mod mm;
 pub mod signals;
+pub mod timers;
