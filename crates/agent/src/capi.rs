@@ -207,6 +207,14 @@ pub fn agent_fds() -> Vec<i32> {
         .collect()
 }
 
+/// In a fork child: the API connections were the parent's (already
+/// closed by the caller).
+pub fn forget_api_fds() {
+    for s in &API_FDS {
+        s.store(-1, Release);
+    }
+}
+
 /// Restart: every API connection now reads end-of-file.
 pub fn hang_up_api_fds() {
     for s in &API_FDS {

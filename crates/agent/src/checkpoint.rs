@@ -16,6 +16,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::AtomicI32;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
@@ -57,6 +58,10 @@ pub struct Shared {
 }
 
 pub static SHARED: Mutex<Option<Shared>> = Mutex::new(None);
+
+/// The checkpoint thread's coordinator socket (-1: none). A fork child
+/// closes its copy: the connection is the parent's.
+pub static COORD_FD: AtomicI32 = AtomicI32::new(-1);
 
 /// State saved at the last checkpoint that the restart path needs; it is in
 /// memory, so a restarted process finds it here.
@@ -123,7 +128,90 @@ pub fn start() -> Result<(), String> {
         }
     });
     send_settings(&mut conn);
+    COORD_FD.store(conn.raw_fd(), Relaxed);
     spawn_thread(Link::Coord(conn))
+}
+
+/// What a fork child needs from its parent's agent, taken before `fork`
+/// with the parent's lock on it (so the child never inherits it locked).
+pub struct ForkState {
+    parent: Shared,
+}
+
+/// Called by the `fork` wrapper before forking; `None` when this process
+/// takes part in no computation through a coordinator (its children don't
+/// either).
+pub fn fork_prepare() -> Option<ForkState> {
+    if !crate::capi::STARTED.load(std::sync::atomic::Ordering::Acquire) {
+        return None;
+    }
+    let parent = shared();
+    if parent.standalone || parent.coord.is_empty() || COORD_FD.load(Relaxed) < 0 {
+        return None;
+    }
+    Some(ForkState { parent })
+}
+
+/// In a fork child, before `fork` returns to the program: the child is a
+/// new process of the same computation. It drops the parent's agent
+/// connections, joins the coordinator (which, if a checkpoint is stopping
+/// processes right now, makes it take part), and starts its own checkpoint
+/// thread. If the coordinator cannot be reached the child runs without
+/// checkpoints, with a warning.
+pub fn fork_child(st: ForkState) {
+    let fd = COORD_FD.swap(-1, Relaxed);
+    if fd >= 0 {
+        let _ = hiber_sys::close(fd);
+    }
+    for fd in crate::capi::agent_fds() {
+        let _ = hiber_sys::close(fd);
+    }
+    crate::capi::forget_api_fds();
+    suspend::forget_agent_threads();
+    let pid = std::process::id();
+    let parent = st.parent;
+    let hello = ProcessHello {
+        // In a pid namespace of a restart the host pid is unknown here; 0
+        // tells the coordinator not to signal it by pid.
+        real_pid: if parent.host_pid != 0 { 0 } else { pid },
+        virtual_pid: pid,
+        host: hostname(),
+        program: parent.program.clone(),
+        restarted: None,
+    };
+    let joined = Connection::connect(&parent.coord, Role::Process(hello))
+        .map_err(|e| e.to_string())
+        .and_then(|(mut conn, welcome)| {
+            conn.relocate_fd(fd::AGENT_FD_BASE)
+                .map_err(|e| format!("moving the coordinator socket: {e}"))?;
+            Ok((conn, welcome))
+        });
+    let (mut conn, welcome) = match joined {
+        Ok(j) => j,
+        Err(e) => {
+            set_shared(|s| s.coord.clear());
+            log::warn(&format!(
+                "forked child not checkpointed: cannot join the coordinator ({e})"
+            ));
+            return;
+        }
+    };
+    set_shared(|s| {
+        *s = Shared {
+            computation: welcome.computation,
+            process_id: welcome.process_id,
+            generation: welcome.generation,
+            virtual_pid: pid,
+            host_pid: 0,
+            image_override: None,
+            ..parent
+        }
+    });
+    send_settings(&mut conn);
+    COORD_FD.store(conn.raw_fd(), Relaxed);
+    if let Err(e) = spawn_thread(Link::Coord(conn)) {
+        log::warn(&format!("forked child not checkpointed: {e}"));
+    }
 }
 
 /// Starts checkpointing without a coordinator (`hiber_init_standalone`).
@@ -534,6 +622,12 @@ fn process_meta() -> ProcessMeta {
         restart_entry: restore::hiber_restart_entry as *const () as u64,
         agent_version: env!("CARGO_PKG_VERSION").into(),
         standalone: shared().standalone,
+        // SAFETY: getppid/getpgid/getsid of this process cannot fail.
+        ppid: unsafe { libc::getppid() } as u32,
+        // SAFETY: as above.
+        pgid: unsafe { libc::getpgid(0) } as u32,
+        // SAFETY: as above.
+        sid: unsafe { libc::getsid(0) } as u32,
         ..ProcessMeta::default()
     }
 }

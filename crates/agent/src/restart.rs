@@ -110,6 +110,7 @@ fn restart() -> Link {
         log::debug(&format!("keeping the coordinator socket low: {e}"));
     }
     checkpoint::send_settings(&mut conn);
+    checkpoint::COORD_FD.store(conn.raw_fd(), Relaxed);
     let _ = conn.send(&ToCoord::Barrier {
         generation: s.generation,
         name: barrier::RESTORED.into(),

@@ -296,12 +296,17 @@ pub unsafe extern "C" fn pthread_create(
 pub unsafe extern "C" fn fork() -> libc::pid_t {
     let f = real!("fork", ForkFn);
     let pass = crate::gate::Pass::enter();
+    let joining = crate::checkpoint::fork_prepare();
     // SAFETY: no arguments.
     let pid = unsafe { f() };
     if pid == 0 {
-        // The child is a new, single-threaded process.
+        // The child is a new, single-threaded process: it joins the
+        // computation before the program sees `fork` return.
         std::mem::forget(pass);
         crate::gate::reset_after_fork();
+        if let Some(st) = joining {
+            crate::checkpoint::fork_child(st);
+        }
     }
     pid
 }

@@ -156,34 +156,73 @@ pub fn run(args: RestartArgs) -> anyhow::Result<ExitCode> {
         None
     };
     let host_proc_fd = host_proc.as_ref().map_or(-1, |f| f.as_raw_fd());
+    // Each process's own descriptors: its image, unpacked chunks, the host
+    // /proc, and its plan (created now, filled below once every plan fd of
+    // the tree is known).
     let mut plans = Vec::new();
-    let mut launches = Vec::new();
+    let mut keeps = Vec::new();
     for p in &prepared {
-        let image_fd = p.image.file().as_raw_fd();
-        let mut temp = vec![image_fd];
+        let plan_fd = memfd("hiber-plan")?;
+        let mut keep = vec![p.image.file().as_raw_fd()];
         if let Some((f, _)) = &p.unpacked {
-            temp.push(f.as_raw_fd());
+            keep.push(f.as_raw_fd());
         }
         if host_proc_fd >= 0 {
-            temp.push(host_proc_fd);
+            keep.push(host_proc_fd);
         }
-        let plan_fd = memfd("hiber-plan")?;
-        temp.push(plan_fd.as_raw_fd());
+        keep.push(plan_fd.as_raw_fd());
+        plans.push(plan_fd);
+        keeps.push(keep);
+    }
+    let tree = Tree::new(&prepared);
+    let all_fds: Vec<RawFd> = {
+        let mut v: Vec<RawFd> = keeps.iter().flatten().copied().collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    let mut launches = Vec::new();
+    for (i, p) in prepared.iter().enumerate() {
         let rargs = AgentArgs {
             coord: addr.clone(),
             ckpt_dir: args.ckpt_dir.as_ref().map(|d| dir_string(d)),
             image: p.image.path().display().to_string(),
-            temp_fds: temp.clone(),
+            temp_fds: keeps[i].clone(),
             host_proc_fd,
         };
-        let plan = build_plan(p, &rargs)?;
-        std::io::Write::write_all(&mut &plan_fd, &plan).context("writing the restore plan")?;
-        launches.push(crate::namespace::Launch {
-            plan_fd: plan_fd.as_raw_fd(),
-            keep: temp,
-            pid: p.image.identity().virtual_pid as i32,
-        });
-        plans.push(plan_fd);
+        let children: Vec<PlanChild> = tree.children[i]
+            .iter()
+            .map(|&c| {
+                let m = &prepared[c].process;
+                let pid = prepared[c].image.identity().virtual_pid as i32;
+                PlanChild {
+                    pid,
+                    plan_fd: plans[c].as_raw_fd(),
+                    pgid: m.pgid as i32,
+                    flags: if m.sid != 0 && m.sid as i32 == pid {
+                        CHILD_SETSID
+                    } else {
+                        0
+                    },
+                }
+            })
+            .collect();
+        let close: Vec<i32> = all_fds
+            .iter()
+            .copied()
+            .filter(|fd| !keeps[i].contains(fd))
+            .collect();
+        let plan = build_plan(p, &rargs, &children, &close)?;
+        std::io::Write::write_all(&mut &plans[i], &plan).context("writing the restore plan")?;
+        if tree.parent[i].is_none() {
+            // A root: started by us (or the namespace's init) and handed
+            // every descriptor of the tree below it.
+            launches.push(crate::namespace::Launch {
+                plan_fd: plans[i].as_raw_fd(),
+                keep: all_fds.clone(),
+                pid: p.image.identity().virtual_pid as i32,
+            });
+        }
     }
     if same_ids {
         match crate::namespace::restart_in_namespace(&restorer, &launches) {
@@ -264,6 +303,62 @@ fn report_crash(signal: Option<i32>) {
             .to_string_lossy()
             .into_owned();
         eprintln!("hiber: a restarted process was killed by signal {sig} ({name})");
+    }
+}
+
+/// The checkpointed process tree: a process whose parent is among the
+/// images is restored as that parent's child (forked by its restorer), the
+/// others are roots.
+struct Tree {
+    parent: Vec<Option<usize>>,
+    /// Each process's children, by pid.
+    children: Vec<Vec<usize>>,
+}
+
+impl Tree {
+    fn new(prepared: &[Prepared]) -> Tree {
+        let pid = |i: usize| prepared[i].image.identity().virtual_pid;
+        let host = |i: usize| prepared[i].image.identity().hostname.as_str();
+        // Pids are per host: a parent is on the same host as its child.
+        let by_pid: std::collections::HashMap<(&str, u32), usize> = (0..prepared.len())
+            .map(|i| ((host(i), pid(i)), i))
+            .collect();
+        let parent: Vec<Option<usize>> = (0..prepared.len())
+            .map(|i| {
+                by_pid
+                    .get(&(host(i), prepared[i].process.ppid))
+                    .copied()
+                    .filter(|&p| p != i)
+            })
+            .collect();
+        let mut children = vec![Vec::new(); prepared.len()];
+        for (i, p) in parent.iter().enumerate() {
+            if let Some(p) = p {
+                children[*p].push(i);
+            }
+        }
+        // A parent that was its child's descendant would make a cycle (pids
+        // reused across hosts): such "children" stay roots.
+        let mut parent = parent;
+        for i in 0..prepared.len() {
+            let mut seen = 0;
+            let mut cur = parent[i];
+            while let Some(p) = cur {
+                seen += 1;
+                if p == i || seen > prepared.len() {
+                    if let Some(q) = parent[i] {
+                        children[q].retain(|&c| c != i);
+                    }
+                    parent[i] = None;
+                    break;
+                }
+                cur = parent[p];
+            }
+        }
+        for c in &mut children {
+            c.sort_by_key(|&i| pid(i));
+        }
+        Tree { parent, children }
     }
 }
 
@@ -384,7 +479,12 @@ fn check_vdso(image: &Image, own: &(u64, u64, u64, u32)) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn build_plan(p: &Prepared, args: &AgentArgs) -> anyhow::Result<Vec<u8>> {
+fn build_plan(
+    p: &Prepared,
+    args: &AgentArgs,
+    children: &[PlanChild],
+    close: &[i32],
+) -> anyhow::Result<Vec<u8>> {
     let image = &p.image;
     let image_fd = image.file().as_raw_fd();
     let mut hdr = PlanHeader {
@@ -491,7 +591,11 @@ fn build_plan(p: &Prepared, args: &AgentArgs) -> anyhow::Result<Vec<u8>> {
     hdr.args_off = (hdr.sources_off + (sources.len() * std::mem::size_of::<PlanSource>()) as u64)
         .next_multiple_of(8);
     hdr.args_len = args_bytes.len() as u64;
-    hdr.total_len = hdr.args_off + hdr.args_len;
+    hdr.children_off = (hdr.args_off + hdr.args_len).next_multiple_of(8);
+    hdr.n_children = children.len() as u32;
+    hdr.close_off = hdr.children_off + (children.len() * std::mem::size_of::<PlanChild>()) as u64;
+    hdr.n_close = close.len() as u32;
+    hdr.total_len = hdr.close_off + (close.len() * 4) as u64;
     let mut out = Vec::with_capacity(hdr.total_len as usize);
     out.extend_from_slice(as_bytes(&hdr));
     out.resize(hdr.areas_off as usize, 0);
@@ -504,5 +608,12 @@ fn build_plan(p: &Prepared, args: &AgentArgs) -> anyhow::Result<Vec<u8>> {
     }
     out.resize(hdr.args_off as usize, 0);
     out.extend_from_slice(&args_bytes);
+    out.resize(hdr.children_off as usize, 0);
+    for c in children {
+        out.extend_from_slice(as_bytes(c));
+    }
+    for fd in close {
+        out.extend_from_slice(&fd.to_ne_bytes());
+    }
     Ok(out)
 }

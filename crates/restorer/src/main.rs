@@ -132,6 +132,9 @@ extern "C" fn phase1(sp: *const u64) -> ! {
     // No signal may interrupt us half-way; the agent installs the saved
     // mask of every thread through rt_sigreturn.
     hiber_sys::sigprocmask(SIG_SETMASK, !0);
+    // The checkpointed process tree: this restorer forks its children
+    // first, each of which continues here with its own plan.
+    let plan_fd = fork_tree(plan_fd);
 
     let mut hdr = PlanHeader::default();
     // SAFETY: PlanHeader is plain integers; any bytes are a valid value.
@@ -163,6 +166,9 @@ extern "C" fn phase1(sp: *const u64) -> ! {
     }
     .unwrap_or_else(|e| die("cannot map the plan buffer", e.into_raw() as u64));
     read_exact(plan_fd, tmp as u64, hdr.total_len, 0);
+    // SAFETY: the plan buffer holds `total_len` bytes; `close_fds` checks
+    // the table's bounds.
+    unsafe { close_fds(tmp as u64, &hdr) };
 
     // Our own mappings (after the plan buffer exists, so it is included).
     maps::read_self();
@@ -232,6 +238,102 @@ extern "C" fn phase1(sp: *const u64) -> ! {
             in("rdi") ctx_addr,
             options(noreturn)
         )
+    }
+}
+
+/// Reads a plan's header from `fd`.
+fn read_header(fd: i32) -> PlanHeader {
+    let mut hdr = PlanHeader::default();
+    // SAFETY: PlanHeader is plain integers; any bytes are a valid value.
+    let bytes = unsafe {
+        core::slice::from_raw_parts_mut(
+            (&mut hdr as *mut PlanHeader).cast::<u8>(),
+            PlanHeader::SIZE,
+        )
+    };
+    match hiber_sys::pread(fd, bytes, 0) {
+        Ok(n) if n == PlanHeader::SIZE && hdr.magic == PLAN_MAGIC => hdr,
+        _ => die("cannot read the restore plan", fd as u64),
+    }
+}
+
+/// Forks the children of the process `plan_fd` restores, with their pids,
+/// recursively (a child goes on with its own plan and forks its own
+/// children), so each restored process has its restored parent again and
+/// `waitpid` on it works. A child that was a session leader starts its
+/// session; the others join their process group, set by both parent and
+/// child as shells do, so whichever runs first the group exists. Returns the
+/// plan of the process this code now is.
+fn fork_tree(mut plan_fd: i32) -> i32 {
+    'process: loop {
+        let hdr = read_header(plan_fd);
+        for i in 0..u64::from(hdr.n_children) {
+            let mut c = PlanChild::default();
+            // SAFETY: PlanChild is plain integers; any bytes are valid.
+            let bytes = unsafe {
+                core::slice::from_raw_parts_mut(
+                    (&mut c as *mut PlanChild).cast::<u8>(),
+                    core::mem::size_of::<PlanChild>(),
+                )
+            };
+            let off = hdr.children_off + i * core::mem::size_of::<PlanChild>() as u64;
+            match hiber_sys::pread(plan_fd, bytes, off) {
+                Ok(n) if n == bytes.len() => {}
+                _ => die("cannot read a child of the restore plan", i),
+            }
+            let want = c.pid;
+            let mut args = hiber_sys::CloneArgs::process_with_pid(&want);
+            // SAFETY: a fork; both sides go on with their own copy.
+            let mut r = unsafe { hiber_sys::clone3_fork(&args) };
+            if r.is_err() {
+                // Not allowed to choose pids (restart with new ids), or the
+                // pid is taken: the child gets a new pid.
+                args.set_tid = 0;
+                args.set_tid_size = 0;
+                // SAFETY: as above.
+                r = unsafe { hiber_sys::clone3_fork(&args) };
+            }
+            match r {
+                Ok(0) => {
+                    if c.flags & CHILD_SETSID != 0 {
+                        let _ = hiber_sys::setsid();
+                    } else {
+                        let _ = hiber_sys::setpgid(0, c.pgid);
+                    }
+                    plan_fd = c.plan_fd;
+                    continue 'process;
+                }
+                Ok(pid) => {
+                    if c.flags & CHILD_SETSID == 0 {
+                        let _ = hiber_sys::setpgid(pid as i32, c.pgid);
+                    }
+                }
+                Err(e) => die("cannot fork a child process", e.into_raw() as u64),
+            }
+        }
+        return plan_fd;
+    }
+}
+
+/// Closes the descriptors the plan lists: the other processes' restore
+/// files, inherited through the tree.
+///
+/// # Safety
+/// `plan` must point at `hdr.total_len` readable bytes holding the plan.
+unsafe fn close_fds(plan: u64, hdr: &PlanHeader) {
+    let n = u64::from(hdr.n_close);
+    if n == 0 {
+        return;
+    }
+    let end = hdr.close_off.checked_add(n * 4);
+    if hdr.close_off % 4 != 0 || end.is_none_or(|e| e > hdr.total_len) {
+        die("restore plan's close list is out of bounds", hdr.close_off);
+    }
+    // SAFETY: in bounds and aligned, checked above.
+    let fds =
+        unsafe { core::slice::from_raw_parts((plan + hdr.close_off) as *const i32, n as usize) };
+    for &fd in fds {
+        let _ = hiber_sys::close(fd);
     }
 }
 

@@ -379,6 +379,29 @@ pub fn drop_capabilities() {
     let _ = sys!(capset, header.as_ptr(), data.as_ptr());
 }
 
+/// `setsid(2)`.
+pub fn setsid() -> SysResult {
+    sys!(setsid)
+}
+
+/// `setpgid(2)` (0 for this process).
+pub fn setpgid(pid: i32, pgid: i32) -> SysResult {
+    sys!(setpgid, pid, pgid)
+}
+
+/// `clone3(2)` without `CLONE_VM`: a fork. Returns 0 in the child.
+///
+/// # Safety
+/// As `fork`: the child continues from here with a copy of the memory; the
+/// caller must be fit to run in both processes.
+pub unsafe fn clone3_fork(args: &CloneArgs) -> SysResult {
+    sys!(
+        clone3,
+        args as *const CloneArgs,
+        core::mem::size_of::<CloneArgs>()
+    )
+}
+
 /// `prctl(PR_SET_NAME)`: the calling thread's name (NUL-terminated, at
 /// most 16 bytes with the NUL).
 pub fn set_thread_name(name: &[u8]) {

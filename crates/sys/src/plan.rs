@@ -51,6 +51,27 @@ pub struct PlanHeader {
     /// Opaque bytes for the agent (its restart arguments).
     pub args_off: u64,
     pub args_len: u64,
+    /// Processes this restorer forks before anything else (its children in
+    /// the checkpointed tree): `n_children` [`PlanChild`] records.
+    pub children_off: u64,
+    pub n_children: u32,
+    /// Descriptors (`i32`) of the other processes' restores, inherited
+    /// through the tree: closed once the children are forked.
+    pub n_close: u32,
+    pub close_off: u64,
+}
+
+/// `PlanChild::flags`: the child was a session leader (`setsid`).
+pub const CHILD_SETSID: u32 = 1;
+
+/// A child to fork, with its pid, its own plan, and its process group.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PlanChild {
+    pub pid: i32,
+    pub plan_fd: i32,
+    pub pgid: i32,
+    pub flags: u32,
 }
 
 #[repr(C)]
