@@ -2,6 +2,8 @@
 //! a restart rebuilds the tree with its parent links, process groups and
 //! sessions (issue "Process trees").
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;

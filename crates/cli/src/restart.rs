@@ -593,7 +593,7 @@ fn build_plan(
     hdr.args_len = args_bytes.len() as u64;
     hdr.children_off = (hdr.args_off + hdr.args_len).next_multiple_of(8);
     hdr.n_children = children.len() as u32;
-    hdr.close_off = hdr.children_off + (children.len() * std::mem::size_of::<PlanChild>()) as u64;
+    hdr.close_off = hdr.children_off + std::mem::size_of_val(children) as u64;
     hdr.n_close = close.len() as u32;
     hdr.total_len = hdr.close_off + (close.len() * 4) as u64;
     let mut out = Vec::with_capacity(hdr.total_len as usize);

@@ -326,7 +326,7 @@ unsafe fn close_fds(plan: u64, hdr: &PlanHeader) {
         return;
     }
     let end = hdr.close_off.checked_add(n * 4);
-    if hdr.close_off % 4 != 0 || end.is_none_or(|e| e > hdr.total_len) {
+    if !hdr.close_off.is_multiple_of(4) || end.is_none_or(|e| e > hdr.total_len) {
         die("restore plan's close list is out of bounds", hdr.close_off);
     }
     // SAFETY: in bounds and aligned, checked above.
