@@ -52,3 +52,45 @@ fn tree_with_groups_sessions_and_waitpid() {
         assert_eq!(env.read(f), want, "{f} differs from an uninterrupted run");
     }
 }
+
+/// A child that execs with an empty environment stays in the computation
+/// (the agent carries itself across exec), and `hiber nocheckpoint CMD`
+/// keeps CMD out of it even when run from inside: the coordinator lists the
+/// parent and the exec'd kid only, and their two kill/restart cycles give
+/// the outputs of an uninterrupted run.
+#[test]
+fn exec_with_empty_environment_and_nocheckpoint() {
+    let env = Env::new("spawner");
+    let prog = env.compile("spawner", &[]);
+    let hiber = env.bin.join("hiber");
+    let hiber = hiber.to_str().unwrap();
+    let args = [hiber, "40", "40"];
+    let refdir = env.dir.join("ref");
+    std::fs::create_dir_all(&refdir).unwrap();
+    let reference = hiber_e2e::output(Command::new(&prog).args(args).current_dir(&refdir)).unwrap();
+    assert!(reference.status.success());
+    let reference = String::from_utf8_lossy(&reference.stdout).into_owned();
+    let t = Duration::from_secs(90);
+    let mut c = env.launch(&[], &prog, &args, "run0.out");
+    env.wait_lines("k.out", 8, t);
+    let list = env.run(&["list", "--json"]);
+    let list = String::from_utf8_lossy(&list.stdout).into_owned();
+    let procs: serde_json::Value = serde_json::from_str(&list).unwrap();
+    let procs = procs.as_array().unwrap();
+    assert_eq!(procs.len(), 2, "parent and exec'd kid only: {list}");
+    assert!(
+        !list.contains("sleep") && !list.contains("\"hiber\""),
+        "{list}"
+    );
+    let images = env.checkpoint(&[]);
+    assert_eq!(images.len(), 2, "{images:?}");
+    env.wait_lines("k.out", env.read("k.out").lines().count() + 2, t);
+    let before = env.read("run0.out");
+    env.kill_all(&mut [&mut c]);
+    let mut r = env.restart(&images, "run1.out");
+    let st = env.wait(&mut r, t);
+    assert!(st.success(), "restart failed: {st:?}");
+    hiber_e2e::assert_continuation(&reference, &before, &env.read("run1.out"), true);
+    let want = std::fs::read_to_string(refdir.join("k.out")).unwrap();
+    assert_eq!(env.read("k.out"), want, "the exec'd kid's output");
+}

@@ -12,6 +12,9 @@ pub struct Config {
     pub sync: bool,
     pub ckpt_signal: u32,
     pub debug: bool,
+    /// `LD_PRELOAD` and every `HIBER_*` variable as the process started
+    /// with them: carried across an `exec` whose environment lacks them.
+    pub carried: Vec<(String, String)>,
 }
 
 static CONFIG: OnceLock<Config> = OnceLock::new();
@@ -33,7 +36,8 @@ pub fn init() {
         // with -lhiber must not join a computation because of that.
         enabled: var("HIBER_LAUNCHED").is_some()
             && var("HIBER_COORD").is_some()
-            && !flag("HIBER_DISABLE", false),
+            && !flag("HIBER_DISABLE", false)
+            && !is_hiber_cli(),
         coord: var("HIBER_COORD").unwrap_or_default(),
         ckpt_dir: var("HIBER_CKPT_DIR").unwrap_or_else(|| {
             std::env::current_dir()
@@ -47,6 +51,9 @@ pub fn init() {
             .filter(|&s| (1..=64).contains(&s) && s != 9 && s != 19 && s != 32 && s != 33)
             .unwrap_or(DEFAULT_SIGNAL),
         debug: flag("HIBER_DEBUG", false),
+        carried: std::env::vars()
+            .filter(|(k, _)| k == "LD_PRELOAD" || k.starts_with("HIBER_"))
+            .collect(),
     };
     let _ = CONFIG.set(cfg);
 }
@@ -60,5 +67,13 @@ pub fn get() -> &'static Config {
         sync: true,
         ckpt_signal: DEFAULT_SIGNAL,
         debug: false,
+        carried: Vec::new(),
     })
+}
+
+/// Whether this process is the `hiber` command itself (which exports
+/// `HIBER_CLI`): run from inside a computation, it must not join it.
+fn is_hiber_cli() -> bool {
+    // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name.
+    !unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"HIBER_CLI".as_ptr()) }.is_null()
 }

@@ -19,6 +19,7 @@
 //! - `capi` — the C interface (`include/hiber.h`);
 //! - `events` — callbacks and plugins around a checkpoint;
 //! - `wrappers` — libc functions wrapped so a checkpoint is invisible;
+//! - `exec` — the agent's environment carried across `exec`;
 //! - `signals` — the checkpoint signal hidden from the program.
 //!
 //! The agent has its own allocator (`alloc`): its code may allocate while
@@ -30,6 +31,7 @@ mod capi;
 mod checkpoint;
 mod config;
 mod events;
+mod exec;
 mod fd;
 mod gate;
 mod log;

@@ -321,7 +321,11 @@ pub unsafe extern "C" fn execve(
 ) -> c_int {
     let f = real!("execve", ExecveFn);
     let _pass = crate::gate::Pass::enter();
-    // SAFETY: forwarded arguments.
+    // SAFETY: `envp` as the caller passed it.
+    let env = unsafe { crate::exec::with_agent(envp) };
+    let envp = env.as_ref().map_or(envp, |e| e.as_ptr());
+    // SAFETY: forwarded arguments (or the same environment with the
+    // agent's variables added).
     unsafe { f(path, argv, envp) }
 }
 
@@ -334,6 +338,12 @@ pub unsafe extern "C" fn execv(
 ) -> c_int {
     let f = real!("execv", ExecvFn);
     let _pass = crate::gate::Pass::enter();
+    // SAFETY: `environ` is the process's environment.
+    if let Some(env) = unsafe { crate::exec::with_agent(environ) } {
+        let execve = real!("execve", ExecveFn);
+        // SAFETY: forwarded arguments with the amended environment.
+        return unsafe { execve(path, argv, env.as_ptr()) };
+    }
     // SAFETY: forwarded arguments.
     unsafe { f(path, argv) }
 }
@@ -347,6 +357,12 @@ pub unsafe extern "C" fn execvp(
 ) -> c_int {
     let f = real!("execvp", ExecvFn);
     let _pass = crate::gate::Pass::enter();
+    // SAFETY: `environ` is the process's environment.
+    if let Some(env) = unsafe { crate::exec::with_agent(environ) } {
+        let execvpe = real!("execvpe", ExecveFn);
+        // SAFETY: forwarded arguments with the amended environment.
+        return unsafe { execvpe(file, argv, env.as_ptr()) };
+    }
     // SAFETY: forwarded arguments.
     unsafe { f(file, argv) }
 }
@@ -361,6 +377,9 @@ pub unsafe extern "C" fn execvpe(
 ) -> c_int {
     let f = real!("execvpe", ExecveFn);
     let _pass = crate::gate::Pass::enter();
+    // SAFETY: `envp` as the caller passed it.
+    let env = unsafe { crate::exec::with_agent(envp) };
+    let envp = env.as_ref().map_or(envp, |e| e.as_ptr());
     // SAFETY: forwarded arguments.
     unsafe { f(file, argv, envp) }
 }
@@ -375,8 +394,62 @@ pub unsafe extern "C" fn fexecve(
 ) -> c_int {
     let f = real!("fexecve", FexecveFn);
     let _pass = crate::gate::Pass::enter();
+    // SAFETY: `envp` as the caller passed it.
+    let env = unsafe { crate::exec::with_agent(envp) };
+    let envp = env.as_ref().map_or(envp, |e| e.as_ptr());
     // SAFETY: forwarded arguments.
     unsafe { f(fd, argv, envp) }
+}
+
+type PosixSpawnFn = unsafe extern "C" fn(
+    *mut libc::pid_t,
+    *const libc::c_char,
+    *const libc::posix_spawn_file_actions_t,
+    *const libc::posix_spawnattr_t,
+    *const *mut libc::c_char,
+    *const *mut libc::c_char,
+) -> c_int;
+
+/// # Safety
+/// Same contract as libc's `posix_spawn`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn posix_spawn(
+    pid: *mut libc::pid_t,
+    path: *const libc::c_char,
+    actions: *const libc::posix_spawn_file_actions_t,
+    attr: *const libc::posix_spawnattr_t,
+    argv: *const *mut libc::c_char,
+    envp: *const *mut libc::c_char,
+) -> c_int {
+    let f = real!("posix_spawn", PosixSpawnFn);
+    // SAFETY: `envp` as the caller passed it.
+    let env = unsafe { crate::exec::with_agent(envp.cast()) };
+    let envp = env.as_ref().map_or(envp, |e| e.as_ptr().cast());
+    // SAFETY: forwarded arguments.
+    unsafe { f(pid, path, actions, attr, argv, envp) }
+}
+
+/// # Safety
+/// Same contract as libc's `posix_spawnp`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn posix_spawnp(
+    pid: *mut libc::pid_t,
+    file: *const libc::c_char,
+    actions: *const libc::posix_spawn_file_actions_t,
+    attr: *const libc::posix_spawnattr_t,
+    argv: *const *mut libc::c_char,
+    envp: *const *mut libc::c_char,
+) -> c_int {
+    let f = real!("posix_spawnp", PosixSpawnFn);
+    // SAFETY: `envp` as the caller passed it.
+    let env = unsafe { crate::exec::with_agent(envp.cast()) };
+    let envp = env.as_ref().map_or(envp, |e| e.as_ptr().cast());
+    // SAFETY: forwarded arguments.
+    unsafe { f(pid, file, actions, attr, argv, envp) }
+}
+
+unsafe extern "C" {
+    static environ: *const *const libc::c_char;
 }
 
 /// # Safety

@@ -90,6 +90,11 @@ pub fn run(args: LaunchArgs) -> anyhow::Result<ExitCode> {
         .env("HIBER_CKPT_DIR", &dir)
         .env("HIBER_COMPRESS", if args.no_compress { "0" } else { "1" })
         .env("HIBER_SYNC", if args.no_sync { "0" } else { "1" });
+    // Explicit, so a process that clears its environment and execs still
+    // finds it (the agent carries HIBER_* variables across exec).
+    if let Ok(cookie) = hiber_protocol::cookie::path() {
+        cmd.env("HIBER_COOKIE", cookie);
+    }
     if let Some(sig) = args.ckpt_signal {
         cmd.env("HIBER_CKPT_SIGNAL", sig.to_string());
     }
@@ -104,6 +109,36 @@ pub fn run(args: LaunchArgs) -> anyhow::Result<ExitCode> {
         cmd.env("HIBER_PLUGINS", list.join(":"));
     }
     // The program replaces us, so its exit status is ours.
+    let err = cmd.exec();
+    bail!("cannot run {}: {err}", args.command[0].to_string_lossy())
+}
+
+#[derive(clap::Args, Debug)]
+pub struct NocheckpointArgs {
+    /// The command and its arguments
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<std::ffi::OsString>,
+}
+
+/// `hiber nocheckpoint CMD`: runs CMD without the agent (as DMTCP's
+/// `dmtcp_nocheckpoint`): libhiber.so leaves LD_PRELOAD and the variables
+/// that enable it go, so neither CMD nor its children join a computation.
+pub fn nocheckpoint(args: NocheckpointArgs) -> anyhow::Result<ExitCode> {
+    let mut cmd = Command::new(&args.command[0]);
+    cmd.args(&args.command[1..]).env_remove("HIBER_LAUNCHED");
+    if let Some(old) = std::env::var_os("LD_PRELOAD") {
+        let kept: Vec<&str> = old
+            .to_str()
+            .unwrap_or_default()
+            .split([':', ' '])
+            .filter(|p| !p.is_empty() && !p.ends_with("/libhiber.so") && *p != "libhiber.so")
+            .collect();
+        if kept.is_empty() {
+            cmd.env_remove("LD_PRELOAD");
+        } else {
+            cmd.env("LD_PRELOAD", kept.join(":"));
+        }
+    }
     let err = cmd.exec();
     bail!("cannot run {}: {err}", args.command[0].to_string_lossy())
 }

@@ -13,6 +13,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// Marks this executable as the hiber CLI for the agent (see build.rs): a
+/// `hiber` command run from inside a computation never joins it.
+#[unsafe(no_mangle)]
+#[used]
+pub static HIBER_CLI: u8 = 1;
+
 #[derive(Parser)]
 #[command(
     name = "hiber",
@@ -52,6 +58,9 @@ enum Command {
     Quit(control::QueryArgs),
     /// Describe an image file.
     Inspect(inspect::InspectArgs),
+    /// Run a command outside the computation, even from inside it (its
+    /// process and its children are never checkpointed).
+    Nocheckpoint(launch::NocheckpointArgs),
 }
 
 fn main() -> ExitCode {
@@ -74,6 +83,7 @@ fn main() -> ExitCode {
         Command::Kill(a) => control::kill(a),
         Command::Quit(a) => control::quit(a),
         Command::Inspect(a) => inspect::run(a),
+        Command::Nocheckpoint(a) => launch::nocheckpoint(a),
     };
     match result {
         Ok(code) => code,
