@@ -94,3 +94,39 @@ fn exec_with_empty_environment_and_nocheckpoint() {
     let want = std::fs::read_to_string(refdir.join("k.out")).unwrap();
     assert_eq!(env.read("k.out"), want, "the exec'd kid's output");
 }
+
+/// Pipes: a ring of three processes with tokens always in flight, a write
+/// end shared by two processes, and a pipe into an exec'd `cat`. Two
+/// kill/restart cycles; every output (and `cat`'s) is that of an
+/// uninterrupted run, and the pipes are still pipes.
+#[test]
+fn pipe_ring_with_bytes_in_flight_and_cat() {
+    let env = Env::new("ring");
+    let prog = env.compile("ring", &[]);
+    let args = ["40", "40"];
+    let refdir = env.dir.join("ref");
+    reference(&prog, &args, &refdir);
+    let t = Duration::from_secs(90);
+    let mut c = env.launch(&[], &prog, &args, "run0.out");
+    env.wait_lines("r1.out", 12, t);
+    let images = env.checkpoint(&[]);
+    assert_eq!(images.len(), 4, "three ring processes and cat: {images:?}");
+    env.wait_lines("r1.out", env.read("r1.out").lines().count() + 2, t);
+    env.kill_all(&mut [&mut c]);
+
+    let mut r = env.restart(&images, "run1.out");
+    env.wait_lines("r1.out", 24, t);
+    let images = env.checkpoint(&[]);
+    assert_eq!(images.len(), 4, "{images:?}");
+    env.wait_lines("r1.out", env.read("r1.out").lines().count() + 2, t);
+    env.kill_all(&mut [&mut r]);
+
+    let mut r = env.restart(&images, "run2.out");
+    let st = env.wait(&mut r, t);
+    assert!(st.success(), "restarted ring failed: {st:?}");
+    assert_eq!(env.read("run2.out"), "ring done 1\n");
+    for f in ["r0.out", "r1.out", "r2.out", "c.out"] {
+        let want = std::fs::read_to_string(refdir.join(f)).unwrap();
+        assert_eq!(env.read(f), want, "{f} differs from an uninterrupted run");
+    }
+}

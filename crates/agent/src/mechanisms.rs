@@ -28,6 +28,8 @@ pub struct Restore<'a> {
     pub saved: &'a Saved,
     /// Descriptors `hiber restart` and the restorer used.
     pub temp_fds: &'a [i32],
+    /// Pipes `hiber restart` recreated for the computation.
+    pub pipes: &'a [hiber_protocol::handoff::InheritedPipe],
     pub warnings: &'a mut Vec<String>,
 }
 

@@ -62,6 +62,7 @@ fn restart() -> Link {
         mechanisms::restore(&mut Restore {
             saved,
             temp_fds: &args.temp_fds,
+            pipes: &args.pipes,
             warnings: &mut warnings,
         });
     } else {

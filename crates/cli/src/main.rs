@@ -7,6 +7,7 @@ mod inspect;
 mod launch;
 mod namespace;
 mod paths;
+mod pipes;
 mod restart;
 
 use std::process::ExitCode;

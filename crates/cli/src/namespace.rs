@@ -170,6 +170,9 @@ pub fn restart_in_namespace(restorer: &Path, launches: &[Launch]) -> anyhow::Res
             if init == 0 {
                 namespace_init(&root, &proc_s, &proc_dir, &exe, &argvs, launches);
             }
+            // The restore descriptors are the restorers' business now (a
+            // pipe end held here would keep its reader from end-of-file).
+            close_launch_fds(launches);
             let mut st = 0;
             while libc::waitpid(init, &mut st, 0) < 0 {
                 if *libc::__errno_location() != libc::EINTR {
@@ -262,6 +265,7 @@ unsafe fn namespace_init(
                 root_pid = pid as libc::pid_t;
             }
         }
+        close_launch_fds(launches);
         let mut root_status = 0;
         loop {
             let mut st = 0;
@@ -279,6 +283,18 @@ unsafe fn namespace_init(
             }
         }
         libc::_exit(exit_code(root_status))
+    }
+}
+
+/// Closes every descriptor handed to the restorers (async-signal-safe).
+fn close_launch_fds(launches: &[Launch]) {
+    for l in launches {
+        // SAFETY: plain close of descriptor numbers.
+        unsafe { libc::close(l.plan_fd) };
+        for &fd in &l.keep {
+            // SAFETY: as above.
+            unsafe { libc::close(fd) };
+        }
     }
 }
 

@@ -175,6 +175,11 @@ pub fn run(args: RestartArgs) -> anyhow::Result<ExitCode> {
         keeps.push(keep);
     }
     let tree = Tree::new(&prepared);
+    let pipes =
+        crate::pipes::Pipes::create(&prepared.iter().map(|p| &p.image).collect::<Vec<_>>())?;
+    for (i, keep) in keeps.iter_mut().enumerate() {
+        keep.extend(pipes.fds_of(i));
+    }
     let all_fds: Vec<RawFd> = {
         let mut v: Vec<RawFd> = keeps.iter().flatten().copied().collect();
         v.sort_unstable();
@@ -187,8 +192,13 @@ pub fn run(args: RestartArgs) -> anyhow::Result<ExitCode> {
             coord: addr.clone(),
             ckpt_dir: args.ckpt_dir.as_ref().map(|d| dir_string(d)),
             image: p.image.path().display().to_string(),
-            temp_fds: keeps[i].clone(),
+            temp_fds: keeps[i]
+                .iter()
+                .copied()
+                .filter(|fd| !pipes.fds_of(i).contains(fd))
+                .collect(),
             host_proc_fd,
+            pipes: pipes.inherited_by(i),
         };
         let children: Vec<PlanChild> = tree.children[i]
             .iter()
@@ -229,6 +239,7 @@ pub fn run(args: RestartArgs) -> anyhow::Result<ExitCode> {
             Ok(code) => {
                 report_crash(code.checked_sub(128).filter(|_| code > 128));
                 drop(plans);
+                drop(pipes);
                 drop(host_proc);
                 return Ok(ExitCode::from(code as u8));
             }
@@ -275,6 +286,9 @@ pub fn run(args: RestartArgs) -> anyhow::Result<ExitCode> {
         children.push(Child::Std(child));
     }
     drop(plans);
+    // Our copies of the pipes go: a reader must see end-of-file when the
+    // last writer of the computation closes its end.
+    drop(pipes);
     drop(prepared);
     let mut root_status = None;
     for (i, c) in children.into_iter().enumerate() {

@@ -176,9 +176,17 @@ pub enum FdKind {
         path: String,
         flags: i32,
     },
+    /// An anonymous pipe end (`pipe:[inode]`) or a FIFO (`path` set).
     Pipe {
         inode: u64,
         flags: i32,
+        /// The FIFO's path; empty for an anonymous pipe.
+        path: String,
+        /// `F_GETPIPE_SZ`.
+        capacity: u32,
+        /// Bytes in the pipe at the checkpoint, read without consuming them
+        /// (`tee`) through a read end; empty for a write end.
+        data: Vec<u8>,
     },
     Socket {
         inode: u64,

@@ -184,7 +184,20 @@ fn fd_description(kind: &FdKind) -> String {
             offset,
         } => format!("{path} flags=0{flags:o} offset={offset}"),
         FdKind::Terminal { path, flags } => format!("{path} flags=0{flags:o}"),
-        FdKind::Pipe { inode, flags } => format!("pipe:[{inode}] flags=0{flags:o}"),
+        FdKind::Pipe {
+            inode,
+            flags,
+            path,
+            data,
+            ..
+        } => {
+            let name = if path.is_empty() {
+                format!("pipe:[{inode}]")
+            } else {
+                format!("fifo {path}")
+            };
+            format!("{name} flags=0{flags:o} {} bytes in flight", data.len())
+        }
         FdKind::Socket { inode, flags } => format!("socket:[{inode}] flags=0{flags:o}"),
         FdKind::Other { link, flags } => format!("{link} flags=0{flags:o}"),
     }

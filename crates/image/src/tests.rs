@@ -176,6 +176,9 @@ fn fds() -> Vec<FdMeta> {
             kind: FdKind::Pipe {
                 inode: 1234,
                 flags: 0,
+                path: String::new(),
+                capacity: 65536,
+                data: b"in flight".to_vec(),
             },
         },
     ]

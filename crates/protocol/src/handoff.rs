@@ -18,4 +18,20 @@ pub struct RestartArgs {
     /// a pid namespace of its own (`hiber restart --same-ids`), so the agent
     /// can tell the coordinator its pid as the host sees it; -1 otherwise.
     pub host_proc_fd: i32,
+    /// Pipes between processes of the computation, created (and refilled)
+    /// by `hiber restart` and inherited: the agent puts their ends at the
+    /// numbers the process had.
+    pub pipes: Vec<InheritedPipe>,
+}
+
+/// One pipe (or FIFO) `hiber restart` recreated, as descriptors this
+/// process inherits.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct InheritedPipe {
+    /// The pipe's inode at the checkpoint (anonymous pipes).
+    pub inode: u64,
+    /// The FIFO's path (empty for an anonymous pipe).
+    pub path: String,
+    pub read_fd: i32,
+    pub write_fd: i32,
 }

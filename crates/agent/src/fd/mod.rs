@@ -8,10 +8,12 @@
 //! number, and fds the process did not have are closed.
 
 mod file;
+mod pipe;
 
-use std::os::unix::fs::FileTypeExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
 use hiber_image::meta::{FdKind, FdMeta};
+use hiber_protocol::handoff::InheritedPipe;
 
 /// Lowest number for the agent's own descriptors, out of the program's way
 /// (the program's first `open` must get the number it would without us).
@@ -95,10 +97,10 @@ fn save_one(fd: i32) -> Option<FdMeta> {
             mode: 0,
             deleted: false,
         },
-        Some(t) if t.is_fifo() => FdKind::Pipe {
-            inode: inode_of(&link),
-            flags,
-        },
+        Some(t) if t.is_fifo() => {
+            let inode = meta.as_ref().map_or_else(|| inode_of(&link), |m| m.ino());
+            pipe::save(fd, &link, flags, inode)
+        }
         Some(t) if t.is_socket() => FdKind::Socket {
             inode: inode_of(&link),
             flags,
@@ -128,12 +130,39 @@ fn inode_of(link: &str) -> u64 {
 }
 
 /// Recreates the saved descriptors. Returns warnings for the user.
-pub fn restore(saved: &[FdMeta], temp_fds: &[i32]) -> Vec<String> {
+pub fn restore(saved: &[FdMeta], temp_fds: &[i32], inherited: &[InheritedPipe]) -> Vec<String> {
     let mut warnings = Vec::new();
     for &fd in temp_fds {
         // SAFETY: the restorer's descriptors; memory mapped from them stays.
         unsafe { libc::close(fd) };
     }
+    // The inherited pipe ends move out of the way of the numbers about to
+    // be recreated.
+    let pipes: Vec<InheritedPipe> = inherited
+        .iter()
+        .map(|p| {
+            let high = |fd: i32| {
+                // SAFETY: duplicating an inherited descriptor high up, then
+                // closing the original number.
+                unsafe {
+                    let h = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, PIPE_FD_BASE);
+                    libc::close(fd);
+                    h
+                }
+            };
+            InheritedPipe {
+                read_fd: high(p.read_fd),
+                write_fd: high(p.write_fd),
+                ..p.clone()
+            }
+        })
+        .collect();
+    let held: Vec<i32> = pipes.iter().flat_map(|p| [p.read_fd, p.write_fd]).collect();
+    let internal = |k: &FdKind| match k {
+        FdKind::Pipe { inode, path, .. } => pipe::inherited(*inode, path, &pipes).is_some(),
+        _ => false,
+    };
+    // fds 0-2 to something outside the computation are `hiber restart`'s.
     let keep_inherited = |fd: i32| {
         fd <= 2
             && saved.iter().any(|m| {
@@ -145,6 +174,7 @@ pub fn restore(saved: &[FdMeta], temp_fds: &[i32]) -> Vec<String> {
                             | FdKind::Socket { .. }
                             | FdKind::Other { .. }
                     )
+                    && !internal(&m.kind)
             })
     };
     // Close what `hiber restart` left open that the process did not have.
@@ -153,7 +183,7 @@ pub fn restore(saved: &[FdMeta], temp_fds: &[i32]) -> Vec<String> {
         .map(|f| f as i32)
         .collect();
     for fd in open_now {
-        if !keep_inherited(fd) {
+        if !keep_inherited(fd) && !held.contains(&fd) {
             // SAFETY: closing descriptors the restored program never had
             // (or that are about to be recreated).
             unsafe { libc::close(fd) };
@@ -172,9 +202,15 @@ pub fn restore(saved: &[FdMeta], temp_fds: &[i32]) -> Vec<String> {
         let r = match &m.kind {
             FdKind::File { .. } | FdKind::Directory { .. } => file::restore(m, &mut warnings),
             FdKind::Terminal { path, flags } => file::reopen(path, *flags),
+            FdKind::Pipe {
+                inode, path, flags, ..
+            } if internal(&m.kind) => match pipe::inherited(*inode, path, &pipes) {
+                Some(p) => pipe::restore(p, *flags),
+                None => Err("pipe not recreated".into()),
+            },
             other => {
                 warnings.push(format!(
-                    "fd {} ({}) cannot be restored yet; it now reads as /dev/null",
+                    "fd {} ({}) leads outside the computation; it now reads as /dev/null",
                     m.fd,
                     describe(other)
                 ));
@@ -191,12 +227,21 @@ pub fn restore(saved: &[FdMeta], temp_fds: &[i32]) -> Vec<String> {
             }
         }
     }
+    for fd in held {
+        // SAFETY: our own temporary copies of the inherited pipe ends.
+        unsafe { libc::close(fd) };
+    }
     warnings
 }
 
+/// Where inherited pipe ends wait while descriptors are recreated (above
+/// the agent's own).
+const PIPE_FD_BASE: i32 = AGENT_FD_BASE + 100;
+
 fn describe(k: &FdKind) -> String {
     match k {
-        FdKind::Pipe { inode, .. } => format!("pipe:[{inode}]"),
+        FdKind::Pipe { inode, path, .. } if path.is_empty() => format!("pipe:[{inode}]"),
+        FdKind::Pipe { path, .. } => path.clone(),
         FdKind::Socket { inode, .. } => format!("socket:[{inode}]"),
         FdKind::Other { link, .. } => link.clone(),
         FdKind::File { path, .. }
@@ -233,7 +278,7 @@ impl crate::mechanisms::Mechanism for Descriptors {
     }
 
     fn restore(&self, ctx: &mut crate::mechanisms::Restore<'_>) {
-        let w = restore(&ctx.saved.fds, ctx.temp_fds);
+        let w = restore(&ctx.saved.fds, ctx.temp_fds, ctx.pipes);
         ctx.warnings.extend(w);
     }
 }
