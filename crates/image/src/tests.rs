@@ -176,7 +176,7 @@ fn fds() -> Vec<FdMeta> {
             kind: FdKind::Pipe {
                 inode: 1234,
                 flags: 0,
-                path: String::new(),
+                path: "".to_string(),
                 capacity: 65536,
                 data: b"in flight".to_vec(),
             },
