@@ -130,3 +130,43 @@ fn pipe_ring_with_bytes_in_flight_and_cat() {
         assert_eq!(env.read(f), want, "{f} differs from an uninterrupted run");
     }
 }
+
+/// A parent and its child write one file through one shared offset (taking
+/// turns over two pipes): after two kill/restart cycles the file is that of
+/// an uninterrupted run, so the offset is shared again (with two offsets
+/// they would overwrite each other's lines).
+#[test]
+fn file_written_through_one_shared_offset() {
+    let env = Env::new("sharedfile");
+    let prog = env.compile("sharedfile", &[]);
+    let args = ["40", "30"];
+    let refdir = env.dir.join("ref");
+    reference(&prog, &args, &refdir);
+    let t = Duration::from_secs(90);
+    let mut c = env.launch(&[], &prog, &args, "run0.out");
+    env.wait_lines("log.txt", 20, t);
+    let images = env.checkpoint(&[]);
+    assert_eq!(images.len(), 2, "{images:?}");
+    env.wait_lines("log.txt", env.read("log.txt").lines().count() + 2, t);
+    env.kill_all(&mut [&mut c]);
+
+    let mut r = env.restart(&images, "run1.out");
+    env.wait_lines("log.txt", 50, t);
+    let images = env.checkpoint(&[]);
+    env.wait_lines("log.txt", env.read("log.txt").lines().count() + 2, t);
+    env.kill_all(&mut [&mut r]);
+
+    let mut r = env.restart(&images, "run2.out");
+    let st = env.wait(&mut r, t);
+    assert!(st.success(), "restart failed: {st:?}");
+    let want = std::fs::read_to_string(refdir.join("log.txt")).unwrap();
+    assert_eq!(
+        env.read("log.txt"),
+        want,
+        "log.txt differs from an uninterrupted run"
+    );
+    assert_eq!(
+        env.read("run2.out"),
+        format!("done 1 offset {}\n", want.len())
+    );
+}

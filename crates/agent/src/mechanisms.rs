@@ -30,6 +30,8 @@ pub struct Restore<'a> {
     pub temp_fds: &'a [i32],
     /// Pipes `hiber restart` recreated for the computation.
     pub pipes: &'a [hiber_protocol::handoff::InheritedPipe],
+    /// Shared files `hiber restart` opened for the computation.
+    pub files: &'a [hiber_protocol::handoff::InheritedFile],
     pub warnings: &'a mut Vec<String>,
 }
 

@@ -63,6 +63,7 @@ fn restart() -> Link {
             saved,
             temp_fds: &args.temp_fds,
             pipes: &args.pipes,
+            files: &args.files,
             warnings: &mut warnings,
         });
     } else {

@@ -3,6 +3,7 @@
 
 mod control;
 mod coord_addr;
+mod files;
 mod inspect;
 mod launch;
 mod namespace;

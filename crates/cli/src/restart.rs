@@ -177,8 +177,11 @@ pub fn run(args: RestartArgs) -> anyhow::Result<ExitCode> {
     let tree = Tree::new(&prepared);
     let pipes =
         crate::pipes::Pipes::create(&prepared.iter().map(|p| &p.image).collect::<Vec<_>>())?;
+    let files =
+        crate::files::SharedFiles::create(&prepared.iter().map(|p| &p.image).collect::<Vec<_>>())?;
     for (i, keep) in keeps.iter_mut().enumerate() {
         keep.extend(pipes.fds_of(i));
+        keep.extend(files.fds_of(i));
     }
     let all_fds: Vec<RawFd> = {
         let mut v: Vec<RawFd> = keeps.iter().flatten().copied().collect();
@@ -195,10 +198,11 @@ pub fn run(args: RestartArgs) -> anyhow::Result<ExitCode> {
             temp_fds: keeps[i]
                 .iter()
                 .copied()
-                .filter(|fd| !pipes.fds_of(i).contains(fd))
+                .filter(|fd| !pipes.fds_of(i).contains(fd) && !files.fds_of(i).contains(fd))
                 .collect(),
             host_proc_fd,
             pipes: pipes.inherited_by(i),
+            files: files.inherited_by(i),
         };
         let children: Vec<PlanChild> = tree.children[i]
             .iter()
@@ -240,6 +244,7 @@ pub fn run(args: RestartArgs) -> anyhow::Result<ExitCode> {
                 report_crash(code.checked_sub(128).filter(|_| code > 128));
                 drop(plans);
                 drop(pipes);
+                drop(files);
                 drop(host_proc);
                 return Ok(ExitCode::from(code as u8));
             }
@@ -289,6 +294,7 @@ pub fn run(args: RestartArgs) -> anyhow::Result<ExitCode> {
     // Our copies of the pipes go: a reader must see end-of-file when the
     // last writer of the computation closes its end.
     drop(pipes);
+    drop(files);
     drop(prepared);
     let mut root_status = None;
     for (i, c) in children.into_iter().enumerate() {

@@ -92,6 +92,7 @@ fn main() {
         fd: 1,
         cloexec: false,
         dup_of: None,
+        shared_with: Vec::new(),
         kind: FdKind::Terminal {
             path: "/dev/pts/0".into(),
             flags: 2,

@@ -209,6 +209,11 @@ pub struct FdMeta {
     /// description (`dup`, `2>&1`): restored as a duplicate of it, so the
     /// two keep one offset and one set of status flags.
     pub dup_of: Option<i32>,
+    /// Descriptors of this process's children (pid, fd) that share this
+    /// open file description (inherited through `fork`): a restart gives
+    /// them one description again, so they keep one offset.
+    #[serde(default)]
+    pub shared_with: Vec<(u32, i32)>,
 }
 
 impl FdKind {

@@ -151,6 +151,7 @@ fn fds() -> Vec<FdMeta> {
             fd: 0,
             cloexec: false,
             dup_of: None,
+            shared_with: Vec::new(),
             kind: FdKind::Terminal {
                 path: "/dev/pts/0".into(),
                 flags: 2,
@@ -160,6 +161,7 @@ fn fds() -> Vec<FdMeta> {
             fd: 3,
             cloexec: true,
             dup_of: None,
+            shared_with: Vec::new(),
             kind: FdKind::File {
                 path: "/tmp/out".into(),
                 flags: 0o101,
@@ -173,6 +175,7 @@ fn fds() -> Vec<FdMeta> {
             fd: 4,
             cloexec: false,
             dup_of: None,
+            shared_with: Vec::new(),
             kind: FdKind::Pipe {
                 inode: 1234,
                 flags: 0,

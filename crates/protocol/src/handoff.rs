@@ -22,6 +22,19 @@ pub struct RestartArgs {
     /// by `hiber restart` and inherited: the agent puts their ends at the
     /// numbers the process had.
     pub pipes: Vec<InheritedPipe>,
+    /// Regular files whose open file description several processes shared:
+    /// opened once by `hiber restart` and inherited.
+    pub files: Vec<InheritedFile>,
+}
+
+/// One of this process's descriptors that stands for a file description
+/// shared with other processes.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct InheritedFile {
+    /// The descriptor's number in the process.
+    pub fd: i32,
+    /// The inherited descriptor to duplicate there.
+    pub inherited: i32,
 }
 
 /// One pipe (or FIFO) `hiber restart` recreated, as descriptors this

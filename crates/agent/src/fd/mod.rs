@@ -13,7 +13,7 @@ mod pipe;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
 use hiber_image::meta::{FdKind, FdMeta};
-use hiber_protocol::handoff::InheritedPipe;
+use hiber_protocol::handoff::{InheritedFile, InheritedPipe};
 
 /// Lowest number for the agent's own descriptors, out of the program's way
 /// (the program's first `open` must get the number it would without us).
@@ -41,7 +41,69 @@ pub fn save(exclude: &[i32]) -> Vec<FdMeta> {
             out[i].dup_of = Some(out[j].fd);
         }
     }
+    share_with_children(&mut out);
     out
+}
+
+/// Records which of our regular files our children have too, as the same
+/// open file description (`kcmp`, which a parent may always use on its
+/// children). Every process of the computation is stopped now, so the
+/// children's descriptor tables are still.
+fn share_with_children(out: &mut [FdMeta]) {
+    let files: Vec<usize> = (0..out.len())
+        .filter(|&i| out[i].dup_of.is_none() && matches!(out[i].kind, FdKind::File { .. }))
+        .collect();
+    if files.is_empty() {
+        return;
+    }
+    let pid = hiber_sys::getpid();
+    for child in children() {
+        for cfd in crate::procfs::numeric_entries(&proc_fd_dir(child)) {
+            let cfd = cfd as i32;
+            let is_path = std::fs::read_link(format!("/proc/{child}/fd/{cfd}"))
+                .is_ok_and(|l| l.is_absolute());
+            if !is_path {
+                continue;
+            }
+            for &i in &files {
+                if kcmp_file(pid, out[i].fd, child, cfd) {
+                    out[i].shared_with.push((child, cfd));
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// This process's children (of every thread).
+fn children() -> Vec<u32> {
+    let mut out = Vec::new();
+    for tid in crate::procfs::numeric_entries(c"/proc/self/task") {
+        if let Ok(s) = std::fs::read_to_string(format!("/proc/self/task/{tid}/children")) {
+            out.extend(s.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+        }
+    }
+    out
+}
+
+fn proc_fd_dir(pid: u32) -> std::ffi::CString {
+    std::ffi::CString::new(format!("/proc/{pid}/fd")).unwrap_or_default()
+}
+
+/// `kcmp(KCMP_FILE)` across two processes.
+fn kcmp_file(pid1: u32, fd1: i32, pid2: u32, fd2: i32) -> bool {
+    const KCMP_FILE: i64 = 0;
+    // SAFETY: kcmp only compares kernel objects; no memory involved.
+    unsafe {
+        libc::syscall(
+            libc::SYS_kcmp,
+            i64::from(pid1),
+            i64::from(pid2),
+            KCMP_FILE,
+            i64::from(fd1),
+            i64::from(fd2),
+        ) == 0
+    }
 }
 
 /// `kcmp(KCMP_FILE)`: whether two of our descriptors are one open file
@@ -112,6 +174,7 @@ fn save_one(fd: i32) -> Option<FdMeta> {
         cloexec: fdflags & libc::FD_CLOEXEC != 0,
         kind,
         dup_of: None,
+        shared_with: Vec::new(),
     })
 }
 
@@ -130,7 +193,12 @@ fn inode_of(link: &str) -> u64 {
 }
 
 /// Recreates the saved descriptors. Returns warnings for the user.
-pub fn restore(saved: &[FdMeta], temp_fds: &[i32], inherited: &[InheritedPipe]) -> Vec<String> {
+pub fn restore(
+    saved: &[FdMeta],
+    temp_fds: &[i32],
+    inherited: &[InheritedPipe],
+    shared_files: &[InheritedFile],
+) -> Vec<String> {
     let mut warnings = Vec::new();
     for &fd in temp_fds {
         // SAFETY: the restorer's descriptors; memory mapped from them stays.
@@ -157,7 +225,20 @@ pub fn restore(saved: &[FdMeta], temp_fds: &[i32], inherited: &[InheritedPipe]) 
             }
         })
         .collect();
-    let held: Vec<i32> = pipes.iter().flat_map(|p| [p.read_fd, p.write_fd]).collect();
+    let files: Vec<InheritedFile> = shared_files
+        .iter()
+        .map(|f| InheritedFile {
+            fd: f.fd,
+            // SAFETY: as for the pipes above.
+            inherited: unsafe {
+                let h = libc::fcntl(f.inherited, libc::F_DUPFD_CLOEXEC, PIPE_FD_BASE);
+                libc::close(f.inherited);
+                h
+            },
+        })
+        .collect();
+    let mut held: Vec<i32> = pipes.iter().flat_map(|p| [p.read_fd, p.write_fd]).collect();
+    held.extend(files.iter().map(|f| f.inherited));
     let internal = |k: &FdKind| match k {
         FdKind::Pipe { inode, path, .. } => pipe::inherited(*inode, path, &pipes).is_some(),
         _ => false,
@@ -199,7 +280,16 @@ pub fn restore(saved: &[FdMeta], temp_fds: &[i32], inherited: &[InheritedPipe]) 
             unsafe { libc::dup3(orig, m.fd, if m.cloexec { libc::O_CLOEXEC } else { 0 }) };
             continue;
         }
+        let shared = files.iter().find(|f| f.fd == m.fd);
         let r = match &m.kind {
+            FdKind::File { .. } if shared.is_some() => {
+                let src = shared.map_or(-1, |f| f.inherited);
+                // SAFETY: duplicating an inherited descriptor.
+                match unsafe { libc::fcntl(src, libc::F_DUPFD_CLOEXEC, 0) } {
+                    fd if fd >= 0 => Ok(fd),
+                    _ => Err(format!("shared file: {}", std::io::Error::last_os_error())),
+                }
+            }
             FdKind::File { .. } | FdKind::Directory { .. } => file::restore(m, &mut warnings),
             FdKind::Terminal { path, flags } => file::reopen(path, *flags),
             FdKind::Pipe {
@@ -234,8 +324,8 @@ pub fn restore(saved: &[FdMeta], temp_fds: &[i32], inherited: &[InheritedPipe]) 
     warnings
 }
 
-/// Where inherited pipe ends wait while descriptors are recreated (above
-/// the agent's own).
+/// Where inherited pipe ends and shared files wait while descriptors are
+/// recreated (above the agent's own).
 const PIPE_FD_BASE: i32 = AGENT_FD_BASE + 100;
 
 fn describe(k: &FdKind) -> String {
@@ -278,7 +368,7 @@ impl crate::mechanisms::Mechanism for Descriptors {
     }
 
     fn restore(&self, ctx: &mut crate::mechanisms::Restore<'_>) {
-        let w = restore(&ctx.saved.fds, ctx.temp_fds, ctx.pipes);
+        let w = restore(&ctx.saved.fds, ctx.temp_fds, ctx.pipes, ctx.files);
         ctx.warnings.extend(w);
     }
 }

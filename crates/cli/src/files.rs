@@ -1,0 +1,176 @@
+//! Regular files several processes of a restart share one open file
+//! description of (a log inherited through `fork`, a shell's redirected
+//! stdout): one offset, one set of status flags. Each image says which of
+//! its children's descriptors share its own (`FdMeta::shared_with`); here
+//! the groups are opened once, at their checkpoint offset (cut back to the
+//! checkpoint size if the file grew and was open for writing, as the agent
+//! does for its own files), and inherited by every member.
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use anyhow::Context;
+use hiber_image::Image;
+use hiber_image::meta::{FdKind, FdMeta};
+use hiber_protocol::handoff::InheritedFile;
+
+pub struct SharedFiles {
+    opened: Vec<OwnedFd>,
+    /// Per image: (its fd number, index into `opened`).
+    users: Vec<Vec<(i32, usize)>>,
+}
+
+struct Union(Vec<usize>);
+
+impl Union {
+    fn find(&mut self, x: usize) -> usize {
+        let mut r = x;
+        while self.0[r] != r {
+            r = self.0[r];
+        }
+        self.0[x] = r;
+        r
+    }
+    fn join(&mut self, a: usize, b: usize) {
+        let (a, b) = (self.find(a), self.find(b));
+        if a != b {
+            self.0[b] = a;
+        }
+    }
+}
+
+impl SharedFiles {
+    pub fn create(images: &[&Image]) -> anyhow::Result<SharedFiles> {
+        let fds: Vec<Vec<FdMeta>> = images.iter().map(|i| i.fds()).collect::<Result<_, _>>()?;
+        let by_pid: HashMap<(&str, u32), usize> = images
+            .iter()
+            .enumerate()
+            .map(|(i, img)| {
+                (
+                    (img.identity().hostname.as_str(), img.identity().virtual_pid),
+                    i,
+                )
+            })
+            .collect();
+        // Nodes: every (image, primary fd) that is a file.
+        let mut nodes: Vec<(usize, i32)> = Vec::new();
+        let mut index: HashMap<(usize, i32), usize> = HashMap::new();
+        for (i, list) in fds.iter().enumerate() {
+            for m in list {
+                if m.dup_of.is_none() && matches!(m.kind, FdKind::File { .. }) {
+                    index.insert((i, m.fd), nodes.len());
+                    nodes.push((i, m.fd));
+                }
+            }
+        }
+        let primary = |i: usize, fd: i32| -> i32 {
+            fds[i]
+                .iter()
+                .find(|m| m.fd == fd)
+                .and_then(|m| m.dup_of)
+                .unwrap_or(fd)
+        };
+        let mut u = Union((0..nodes.len()).collect());
+        let mut shared = vec![false; nodes.len()];
+        for (i, list) in fds.iter().enumerate() {
+            let host = images[i].identity().hostname.as_str();
+            for m in list.iter().filter(|m| !m.shared_with.is_empty()) {
+                let Some(&a) = index.get(&(i, m.fd)) else {
+                    continue;
+                };
+                for &(pid, cfd) in &m.shared_with {
+                    let Some(&j) = by_pid.get(&(host, pid)) else {
+                        continue;
+                    };
+                    if let Some(&b) = index.get(&(j, primary(j, cfd))) {
+                        u.join(a, b);
+                        shared[a] = true;
+                        shared[b] = true;
+                    }
+                }
+            }
+        }
+        let mut opened = Vec::new();
+        let mut group_file: HashMap<usize, usize> = HashMap::new();
+        let mut users = vec![Vec::new(); images.len()];
+        for (n, &(i, fd)) in nodes.iter().enumerate() {
+            if !shared[n] {
+                continue;
+            }
+            let root = u.find(n);
+            let k = match group_file.get(&root) {
+                Some(&k) => k,
+                None => {
+                    let (ri, rfd) = nodes[root];
+                    let m = fds[ri]
+                        .iter()
+                        .find(|m| m.fd == rfd)
+                        .context("shared file")?;
+                    opened.push(open(m)?);
+                    group_file.insert(root, opened.len() - 1);
+                    opened.len() - 1
+                }
+            };
+            users[i].push((fd, k));
+        }
+        Ok(SharedFiles { opened, users })
+    }
+
+    pub fn fds_of(&self, i: usize) -> Vec<RawFd> {
+        self.users[i]
+            .iter()
+            .map(|&(_, k)| self.opened[k].as_raw_fd())
+            .collect()
+    }
+
+    pub fn inherited_by(&self, i: usize) -> Vec<InheritedFile> {
+        self.users[i]
+            .iter()
+            .map(|&(fd, k)| InheritedFile {
+                fd,
+                inherited: self.opened[k].as_raw_fd(),
+            })
+            .collect()
+    }
+}
+
+/// Opens a shared file as it was: flags, size (cut back if it grew and
+/// was written), offset.
+fn open(m: &FdMeta) -> anyhow::Result<OwnedFd> {
+    let FdKind::File {
+        path,
+        flags,
+        offset,
+        size,
+        deleted,
+        ..
+    } = &m.kind
+    else {
+        anyhow::bail!("not a file");
+    };
+    if *deleted {
+        anyhow::bail!("{path} was deleted before the checkpoint");
+    }
+    let c = CString::new(path.as_str())?;
+    let flags = flags & !(libc::O_CREAT | libc::O_TRUNC | libc::O_EXCL | libc::O_NOCTTY);
+    // SAFETY: NUL-terminated path; plain open.
+    let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC | libc::O_NOCTTY) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).with_context(|| format!("reopening {path}"));
+    }
+    // SAFETY: a fresh descriptor we own.
+    let f = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: fstat/ftruncate/lseek on our own descriptor.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::fstat(fd, &mut st) == 0 && st.st_mode & libc::S_IFMT == libc::S_IFREG {
+            let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
+            if writable && st.st_size as u64 > *size {
+                libc::ftruncate(fd, *size as libc::off_t);
+            }
+            libc::lseek(fd, *offset as libc::off_t, libc::SEEK_SET);
+        }
+    }
+    Ok(f)
+}
