@@ -170,3 +170,38 @@ fn file_written_through_one_shared_offset() {
         format!("done 1 offset {}\n", want.len())
     );
 }
+
+/// Shared memory between a parent and its child (anonymous MAP_SHARED, a
+/// POSIX shm segment still linked and one unlinked), written in turns:
+/// after two kill/restart cycles each still sees the other's writes, and
+/// the logs are those of an uninterrupted run.
+#[test]
+fn anonymous_and_posix_shared_memory() {
+    let env = Env::new("shm");
+    let prog = env.compile("shm", &[]);
+    let args = ["40", "30"];
+    let refdir = env.dir.join("ref");
+    reference(&prog, &args, &refdir);
+    let t = Duration::from_secs(90);
+    let mut c = env.launch(&[], &prog, &args, "run0.out");
+    env.wait_lines("c.out", 12, t);
+    let images = env.checkpoint(&[]);
+    assert_eq!(images.len(), 2, "{images:?}");
+    env.wait_lines("c.out", env.read("c.out").lines().count() + 2, t);
+    env.kill_all(&mut [&mut c]);
+
+    let mut r = env.restart(&images, "run1.out");
+    env.wait_lines("c.out", 25, t);
+    let images = env.checkpoint(&[]);
+    env.wait_lines("c.out", env.read("c.out").lines().count() + 2, t);
+    env.kill_all(&mut [&mut r]);
+
+    let mut r = env.restart(&images, "run2.out");
+    let st = env.wait(&mut r, t);
+    assert!(st.success(), "restart failed: {st:?}");
+    assert_eq!(env.read("run2.out"), "done 1\n");
+    for f in ["p.out", "c.out"] {
+        let want = std::fs::read_to_string(refdir.join(f)).unwrap();
+        assert_eq!(env.read(f), want, "{f} differs from an uninterrupted run");
+    }
+}

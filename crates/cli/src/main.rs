@@ -10,6 +10,7 @@ mod namespace;
 mod paths;
 mod pipes;
 mod restart;
+mod shm;
 
 use std::process::ExitCode;
 

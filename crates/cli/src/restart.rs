@@ -179,9 +179,12 @@ pub fn run(args: RestartArgs) -> anyhow::Result<ExitCode> {
         crate::pipes::Pipes::create(&prepared.iter().map(|p| &p.image).collect::<Vec<_>>())?;
     let files =
         crate::files::SharedFiles::create(&prepared.iter().map(|p| &p.image).collect::<Vec<_>>())?;
+    let shm =
+        crate::shm::SharedMemory::create(&prepared.iter().map(|p| &p.image).collect::<Vec<_>>())?;
     for (i, keep) in keeps.iter_mut().enumerate() {
         keep.extend(pipes.fds_of(i));
         keep.extend(files.fds_of(i));
+        keep.extend(shm.fds_of(i));
     }
     let all_fds: Vec<RawFd> = {
         let mut v: Vec<RawFd> = keeps.iter().flatten().copied().collect();
@@ -226,7 +229,8 @@ pub fn run(args: RestartArgs) -> anyhow::Result<ExitCode> {
             .copied()
             .filter(|fd| !keeps[i].contains(fd))
             .collect();
-        let plan = build_plan(p, &rargs, &children, &close)?;
+        let shared = |start: u64| shm.area(i, start);
+        let plan = build_plan(p, &rargs, &children, &close, &shared)?;
         std::io::Write::write_all(&mut &plans[i], &plan).context("writing the restore plan")?;
         if tree.parent[i].is_none() {
             // A root: started by us (or the namespace's init) and handed
@@ -245,6 +249,7 @@ pub fn run(args: RestartArgs) -> anyhow::Result<ExitCode> {
                 drop(plans);
                 drop(pipes);
                 drop(files);
+                drop(shm);
                 drop(host_proc);
                 return Ok(ExitCode::from(code as u8));
             }
@@ -295,6 +300,7 @@ pub fn run(args: RestartArgs) -> anyhow::Result<ExitCode> {
     // last writer of the computation closes its end.
     drop(pipes);
     drop(files);
+    drop(shm);
     drop(prepared);
     let mut root_status = None;
     for (i, c) in children.into_iter().enumerate() {
@@ -504,6 +510,7 @@ fn build_plan(
     args: &AgentArgs,
     children: &[PlanChild],
     close: &[i32],
+    shared: &dyn Fn(u64) -> Option<(RawFd, u64)>,
 ) -> anyhow::Result<Vec<u8>> {
     let image = &p.image;
     let image_fd = image.file().as_raw_fd();
@@ -541,6 +548,22 @@ fn build_plan(
             nspecial += 1;
             continue;
         }
+        if a.flags & area_flags::SHARED != 0
+            && let Some((fd, offset)) = shared(a.start)
+        {
+            areas.push(PlanArea {
+                start: a.start,
+                len: a.end - a.start,
+                prot: a.prot,
+                flags: AREA_SHARED,
+                first_source: sources.len() as u32,
+                n_sources: 0,
+                shared_offset: offset,
+                shared_fd: fd,
+                _pad: 0,
+            });
+            continue;
+        }
         let first = sources.len() as u32;
         for c in image.chunks_of(a) {
             let (fd, offset, mappable) = match &p.unpacked {
@@ -575,6 +598,7 @@ fn build_plan(
             flags,
             first_source: first,
             n_sources: sources.len() as u32 - first,
+            ..PlanArea::default()
         });
     }
     let m = &p.process.mm;

@@ -554,6 +554,23 @@ fn check_special_layout(hdr: &PlanHeader) {
 }
 
 fn map_area(a: &PlanArea, sources: &[PlanSource]) {
+    if a.flags & AREA_SHARED != 0 {
+        // SAFETY: NOREPLACE makes the kernel refuse instead of overwriting.
+        match unsafe {
+            hiber_sys::mmap(
+                a.start,
+                a.len,
+                a.prot,
+                MAP_SHARED | MAP_FIXED_NOREPLACE,
+                a.shared_fd,
+                a.shared_offset,
+            )
+        } {
+            Ok(p) if p as u64 == a.start => return,
+            Ok(p) => die("shared area mapped at the wrong address", p as u64),
+            Err(e) => die("cannot map a shared area", e.into_raw() as u64),
+        }
+    }
     let mut flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE;
     if a.flags & AREA_NORESERVE != 0 {
         flags |= MAP_NORESERVE;

@@ -20,6 +20,10 @@ pub const SPECIAL_VVAR_VCLOCK: u32 = 3;
 
 /// Area flag: map with `MAP_NORESERVE` (huge sparse reservations).
 pub const AREA_NORESERVE: u32 = 1;
+/// Area flag: map `MAP_SHARED` from `shared_fd` at `shared_offset` (a
+/// shared memory object `hiber restart` recreated, or the file itself); the
+/// area has no sources.
+pub const AREA_SHARED: u32 = 2;
 
 /// Fill a source by `pread` into anonymous memory.
 pub const SOURCE_READ: u32 = 0;
@@ -83,6 +87,9 @@ pub struct PlanArea {
     pub flags: u32,
     pub first_source: u32,
     pub n_sources: u32,
+    pub shared_offset: u64,
+    pub shared_fd: i32,
+    pub _pad: u32,
 }
 
 #[repr(C)]
