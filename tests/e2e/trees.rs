@@ -187,6 +187,26 @@ fn anonymous_and_posix_shared_memory() {
     env.wait_lines("c.out", 12, t);
     let images = env.checkpoint(&[]);
     assert_eq!(images.len(), 2, "{images:?}");
+    // One process saves each segment: the parent (the child skips what
+    // its parent, also under hiber, maps).
+    let stored: Vec<usize> = images
+        .iter()
+        .map(|img| {
+            let out = env.run(&["inspect", img.to_str().unwrap()]);
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| l.contains("rw-s") && !l.contains("stored        0 B"))
+                .count()
+        })
+        .collect();
+    stored
+        .iter()
+        .for_each(|&n| assert!(n == 0 || n == 3, "{stored:?}"));
+    assert_eq!(
+        stored.iter().sum::<usize>(),
+        3,
+        "each segment saved once: {stored:?}"
+    );
     env.wait_lines("c.out", env.read("c.out").lines().count() + 2, t);
     env.kill_all(&mut [&mut c]);
 

@@ -668,6 +668,7 @@ fn write_image(
         *g = Some(saved.clone());
     }
     let Saved { process, fds } = saved;
+    let parent_shared = parent_saves_shared();
     // Read the map last: everything allocated above is in it.
     let all = maps::read_self()?;
     // Until the areas are written, the agent's allocator is frozen (see
@@ -709,8 +710,9 @@ fn write_image(
         if kind == AreaKind::Stack {
             flags |= area_flags::GROWSDOWN;
         }
-        let saveable =
-            m.read && !matches!(kind, AreaKind::Vdso | AreaKind::Vvar | AreaKind::VvarVclock);
+        let saveable = m.read
+            && !matches!(kind, AreaKind::Vdso | AreaKind::Vvar | AreaKind::VvarVclock)
+            && !(m.shared && parent_shared.contains(&(m.dev, m.inode)));
         bufs.runs.clear();
         if saveable {
             select_pages(m, scanner, bufs);
@@ -750,6 +752,33 @@ fn write_image(
         .finish(sync)
         .map_err(|e| format!("finishing image: {e}"))?;
     Ok(summary.bytes_written)
+}
+
+/// Shared memory objects (device, inode) our parent maps too, when the
+/// parent is in the computation (launched by hiber): the parent saves them,
+/// so each object is saved once, by the topmost process of the tree that
+/// maps it.
+fn parent_saves_shared() -> Vec<(u64, u64)> {
+    // SAFETY: getppid cannot fail.
+    let ppid = unsafe { libc::getppid() };
+    if ppid <= 1 {
+        return Vec::new();
+    }
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{ppid}/maps")) else {
+        return Vec::new();
+    };
+    let Ok(maps) = maps::parse(&text) else {
+        return Vec::new();
+    };
+    let launched = std::fs::read(format!("/proc/{ppid}/environ"))
+        .is_ok_and(|env| env.split(|&b| b == 0).any(|v| v == b"HIBER_LAUNCHED=1"));
+    if !launched {
+        return Vec::new();
+    }
+    maps.iter()
+        .filter(|m| m.shared)
+        .map(|m| (m.dev, m.inode))
+        .collect()
 }
 
 /// Fills `bufs.runs` with the non-zero runs of `m` worth saving.
