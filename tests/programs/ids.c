@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -39,6 +40,15 @@ static void *worker(void *arg) {
     }
     if (i == 0) pthread_mutex_unlock(&rm);
     return NULL;
+}
+
+/* /proc/self/exe still names this program (not hiber's restorer). */
+static int exe_ok(void) {
+    char buf[4096];
+    ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+    if (n <= 0) return 0;
+    buf[n] = 0;
+    return n >= 4 && strcmp(buf + n - 4, "/ids") == 0;
 }
 
 /* Threads listed in /proc/self/task. */
@@ -88,8 +98,8 @@ int main(int argc, char **argv) {
         /* error-checking mutex: unlock by its owner succeeds only if the
          * owner field still names this thread */
         int em_ok = pthread_mutex_unlock(&em) == 0 && pthread_mutex_lock(&em) == 0;
-        printf("step %d pid %d tids %d kill %d proc %d clock %d errorcheck %d recursive %d tasks %d\n", s, pid_ok,
-               tids_ok, kill_ok, proc_ok, clock_ok, em_ok, (int)rm_ok, task_count());
+        printf("step %d pid %d tids %d kill %d proc %d clock %d errorcheck %d recursive %d tasks %d exe %d\n", s,
+               pid_ok, tids_ok, kill_ok, proc_ok, clock_ok, em_ok, (int)rm_ok, task_count(), exe_ok());
     }
     stop = 1;
     for (int i = 0; i < N; i++) pthread_join(th[i], NULL);

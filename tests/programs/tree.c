@@ -1,14 +1,25 @@
 /* A process tree: P forks A, which starts its own process group and forks
  * B, which starts its own session. Each writes its own file (p.out, a.out,
  * b.out) and checks at every step that its parent, group and session are
- * what they were; A and P wait for their child, P while that child still
+ * what they were (and A that /proc/self/exe is still this program); A and
+ * P wait for their child, P while that child still
  * runs (blocked in waitpid across a checkpoint). Usage: tree STEPS DELAY_MS */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+/* /proc/self/exe still names this program (not hiber's restorer). */
+static int exe_ok(void) {
+    char buf[4096];
+    ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+    if (n <= 0) return 0;
+    buf[n] = 0;
+    return n >= 5 && strcmp(buf + n - 5, "/tree") == 0;
+}
 
 static FILE *out(const char *name) {
     int fd = open(name, O_WRONLY | O_CREAT | O_APPEND, 0644);
@@ -45,8 +56,8 @@ int main(int argc, char **argv) {
         long sum = 0;
         for (int s = 0; s < steps; s++) {
             sum += s * 5;
-            fprintf(f, "a step %d sum %ld parent %d group %d session %d child-group %d\n", s, sum, getppid() == p,
-                    getpgrp() == me, getsid(0) == getsid(p), getpgid(b) == b);
+            fprintf(f, "a step %d sum %ld parent %d group %d session %d child-group %d exe %d\n", s, sum,
+                    getppid() == p, getpgrp() == me, getsid(0) == getsid(p), getpgid(b) == b, exe_ok());
             usleep(delay * 1000);
         }
         int st = 0;

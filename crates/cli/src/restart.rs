@@ -161,7 +161,12 @@ pub fn run(args: RestartArgs) -> anyhow::Result<ExitCode> {
     // the tree is known).
     let mut plans = Vec::new();
     let mut keeps = Vec::new();
-    for p in &prepared {
+    // Each program's executable, for /proc/self/exe (when allowed).
+    let exes: Vec<Option<File>> = prepared
+        .iter()
+        .map(|p| File::open(&p.process.exe).ok())
+        .collect();
+    for (i, p) in prepared.iter().enumerate() {
         let plan_fd = memfd("hiber-plan")?;
         let mut keep = vec![p.image.file().as_raw_fd()];
         if let Some((f, _)) = &p.unpacked {
@@ -171,6 +176,9 @@ pub fn run(args: RestartArgs) -> anyhow::Result<ExitCode> {
             keep.push(host_proc_fd);
         }
         keep.push(plan_fd.as_raw_fd());
+        if let Some(f) = &exes[i] {
+            keep.push(f.as_raw_fd());
+        }
         plans.push(plan_fd);
         keeps.push(keep);
     }
@@ -230,7 +238,8 @@ pub fn run(args: RestartArgs) -> anyhow::Result<ExitCode> {
             .filter(|fd| !keeps[i].contains(fd))
             .collect();
         let shared = |start: u64| shm.area(i, start);
-        let plan = build_plan(p, &rargs, &children, &close, &shared)?;
+        let exe_fd = exes[i].as_ref().map(|f| f.as_raw_fd());
+        let plan = build_plan(p, &rargs, &children, &close, &shared, exe_fd)?;
         std::io::Write::write_all(&mut &plans[i], &plan).context("writing the restore plan")?;
         if tree.parent[i].is_none() {
             // A root: started by us (or the namespace's init) and handed
@@ -511,6 +520,7 @@ fn build_plan(
     children: &[PlanChild],
     close: &[i32],
     shared: &dyn Fn(u64) -> Option<(RawFd, u64)>,
+    exe_fd: Option<RawFd>,
 ) -> anyhow::Result<Vec<u8>> {
     let image = &p.image;
     let image_fd = image.file().as_raw_fd();
@@ -616,7 +626,7 @@ fn build_plan(
         env_end: m.env_end,
         auxv: 0,
         auxv_size: 0,
-        exe_fd: u32::MAX,
+        exe_fd: exe_fd.map_or(u32::MAX, |fd| fd as u32),
     };
     hdr.entry = p.process.restart_entry;
     if hdr.entry == 0 {

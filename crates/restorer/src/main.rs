@@ -498,9 +498,18 @@ extern "C" fn phase2(ctx: *mut Ctx) -> ! {
     //    would silently become non-contiguous (the kernel's brk is ours).
     if hdr.mm.start_code != 0 {
         let mut mm = hdr.mm;
-        mm.exe_fd = u32::MAX; // -1: keep /proc/self/exe (changing it needs privileges)
-        // SAFETY: all addresses lie in areas mapped just above.
-        if let Err(e) = unsafe { hiber_sys::prctl_set_mm_map(&mm) } {
+        // With CAP_CHECKPOINT_RESTORE (root, or the restart's own user
+        // namespace) /proc/self/exe becomes the program again; without it
+        // the call is refused and retried keeping it (-1).
+        // SAFETY: all addresses lie in areas mapped just above; `exe_fd` is
+        // the program's executable, opened by `hiber restart`.
+        let mut r = unsafe { hiber_sys::prctl_set_mm_map(&mm) };
+        if r.is_err() && mm.exe_fd != u32::MAX {
+            mm.exe_fd = u32::MAX;
+            // SAFETY: as above.
+            r = unsafe { hiber_sys::prctl_set_mm_map(&mm) };
+        }
+        if let Err(e) = r {
             warn(
                 "cannot restore the brk/mm layout; heap growth may move",
                 e.into_raw() as u64,
