@@ -225,3 +225,20 @@ fn anonymous_and_posix_shared_memory() {
         assert_eq!(env.read(f), want, "{f} differs from an uninterrupted run");
     }
 }
+
+/// `--ckpt-open-files`: a file the program rewrites in place gets its
+/// checkpoint contents back (the killed run went on changing it), and a
+/// deleted-but-open file (always saved) is recreated, still unlinked, with
+/// its contents. Two kill/restart cycles against an uninterrupted run.
+#[test]
+fn open_file_contents_and_deleted_open_file() {
+    let env = Env::new("files");
+    let prog = env.compile("files", &[]);
+    let args = ["40", "30"];
+    let refdir = env.dir.join("ref");
+    std::fs::create_dir_all(&refdir).unwrap();
+    let reference = hiber_e2e::output(Command::new(&prog).args(args).current_dir(&refdir)).unwrap();
+    assert!(reference.status.success());
+    let reference = String::from_utf8_lossy(&reference.stdout).into_owned();
+    hiber_e2e::kill_restart_cycles(&env, &reference, &["--ckpt-open-files"], &prog, &args, 2);
+}

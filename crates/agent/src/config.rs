@@ -15,6 +15,8 @@ pub struct Config {
     /// `LD_PRELOAD` and every `HIBER_*` variable as the process started
     /// with them: carried across an `exec` whose environment lacks them.
     pub carried: Vec<(String, String)>,
+    /// `hiber launch --ckpt-open-files`: save the contents of open files.
+    pub ckpt_open_files: bool,
 }
 
 static CONFIG: OnceLock<Config> = OnceLock::new();
@@ -51,6 +53,7 @@ pub fn init() {
             .filter(|&s| (1..=64).contains(&s) && s != 9 && s != 19 && s != 32 && s != 33)
             .unwrap_or(DEFAULT_SIGNAL),
         debug: flag("HIBER_DEBUG", false),
+        ckpt_open_files: flag("HIBER_CKPT_OPEN_FILES", false),
         carried: std::env::vars()
             .filter(|(k, _)| k == "LD_PRELOAD" || k.starts_with("HIBER_"))
             .collect(),
@@ -68,6 +71,7 @@ pub fn get() -> &'static Config {
         ckpt_signal: DEFAULT_SIGNAL,
         debug: false,
         carried: Vec::new(),
+        ckpt_open_files: false,
     })
 }
 

@@ -144,15 +144,18 @@ fn open(m: &FdMeta) -> anyhow::Result<OwnedFd> {
         offset,
         size,
         deleted,
-        ..
+        mode,
+        contents,
     } = &m.kind
     else {
         anyhow::bail!("not a file");
     };
-    if *deleted {
-        anyhow::bail!("{path} was deleted before the checkpoint");
+    if *deleted && contents.is_none() {
+        anyhow::bail!("{path} was deleted before the checkpoint and its contents were not saved");
     }
-    let c = CString::new(path.as_str())?;
+    let ready = hiber_image::ghost::prepare(path, *mode, *deleted, contents.as_deref())
+        .with_context(|| format!("recreating {path}"))?;
+    let c = CString::new(ready.path.as_str())?;
     let flags = flags & !(libc::O_CREAT | libc::O_TRUNC | libc::O_EXCL | libc::O_NOCTTY);
     // SAFETY: NUL-terminated path; plain open.
     let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC | libc::O_NOCTTY) };
@@ -161,6 +164,9 @@ fn open(m: &FdMeta) -> anyhow::Result<OwnedFd> {
     }
     // SAFETY: a fresh descriptor we own.
     let f = unsafe { OwnedFd::from_raw_fd(fd) };
+    if ready.unlink_after_open {
+        let _ = std::fs::remove_file(&ready.path);
+    }
     // SAFETY: fstat/ftruncate/lseek on our own descriptor.
     unsafe {
         let mut st: libc::stat = std::mem::zeroed();

@@ -27,6 +27,10 @@ pub struct LaunchArgs {
     /// Don't fsync images (faster, not crash-durable; never torn)
     #[arg(long)]
     pub no_sync: bool,
+    /// Save the contents of the program's open files in every checkpoint and
+    /// put them back at restart (deleted-but-open files are always saved)
+    #[arg(long)]
+    pub ckpt_open_files: bool,
     /// Signal used to stop threads [default: 62]
     #[arg(long, value_name = "N")]
     pub ckpt_signal: Option<u32>,
@@ -90,6 +94,9 @@ pub fn run(args: LaunchArgs) -> anyhow::Result<ExitCode> {
         .env("HIBER_CKPT_DIR", &dir)
         .env("HIBER_COMPRESS", if args.no_compress { "0" } else { "1" })
         .env("HIBER_SYNC", if args.no_sync { "0" } else { "1" });
+    if args.ckpt_open_files {
+        cmd.env("HIBER_CKPT_OPEN_FILES", "1");
+    }
     // Explicit, so a process that clears its environment and execs still
     // finds it (the agent carries HIBER_* variables across exec).
     if let Ok(cookie) = hiber_protocol::cookie::path() {

@@ -18,6 +18,8 @@ extern crate std;
 pub mod format;
 
 #[cfg(feature = "std")]
+pub mod ghost;
+#[cfg(feature = "std")]
 pub mod identity;
 
 #[cfg(feature = "std")]

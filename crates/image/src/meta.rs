@@ -166,6 +166,10 @@ pub enum FdKind {
         /// The path ends in ` (deleted)`: the contents must come from
         /// elsewhere.
         deleted: bool,
+        /// The file's contents at the checkpoint: always for a deleted
+        /// file, for every file with `hiber launch --ckpt-open-files`.
+        #[serde(default)]
+        contents: Option<Vec<u8>>,
     },
     Directory {
         path: String,

@@ -169,6 +169,7 @@ fn fds() -> Vec<FdMeta> {
                 size: 77,
                 mode: 0o644,
                 deleted: false,
+                contents: None,
             },
         },
         FdMeta {

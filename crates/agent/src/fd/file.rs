@@ -16,9 +16,18 @@ pub fn offset(fd: i32) -> u64 {
     off.max(0) as u64
 }
 
+/// Contents saved per file at most; a larger deleted file cannot come back.
+const MAX_CONTENTS: u64 = 1 << 30;
+
 pub fn save(fd: i32, link: &str, flags: i32, meta: &std::fs::Metadata) -> FdKind {
     use std::os::unix::fs::MetadataExt;
     let deleted = link.ends_with(" (deleted)");
+    let want = deleted || crate::config::get().ckpt_open_files;
+    // Read through /proc (the magic link opens even a deleted file, and
+    // for reading whatever this fd's access mode).
+    let contents = (want && meta.is_file() && meta.len() <= MAX_CONTENTS)
+        .then(|| std::fs::read(format!("/proc/self/fd/{fd}")).ok())
+        .flatten();
     FdKind::File {
         path: link.trim_end_matches(" (deleted)").to_string(),
         flags,
@@ -26,6 +35,7 @@ pub fn save(fd: i32, link: &str, flags: i32, meta: &std::fs::Metadata) -> FdKind
         size: meta.len(),
         mode: meta.mode(),
         deleted,
+        contents,
     }
 }
 
@@ -54,12 +64,20 @@ pub fn restore(m: &FdMeta, warnings: &mut Vec<String>) -> Result<i32, String> {
             offset,
             size,
             deleted,
-            ..
+            mode,
+            contents,
         } => {
-            if *deleted {
-                return Err(format!("{path} was deleted before the checkpoint"));
+            if *deleted && contents.is_none() {
+                return Err(format!(
+                    "{path} was deleted before the checkpoint and its contents were not saved"
+                ));
             }
-            let fd = reopen(path, *flags)?;
+            let ready = hiber_image::ghost::prepare(path, *mode, *deleted, contents.as_deref())
+                .map_err(|e| format!("recreating {path}: {e}"))?;
+            let fd = reopen(&ready.path, *flags)?;
+            if ready.unlink_after_open {
+                let _ = std::fs::remove_file(&ready.path);
+            }
             // SAFETY: fstat into a zeroed struct on our fresh descriptor.
             let mut st: libc::stat = unsafe { std::mem::zeroed() };
             // SAFETY: as above.

@@ -158,6 +158,7 @@ fn save_one(fd: i32) -> Option<FdMeta> {
             size: 0,
             mode: 0,
             deleted: false,
+            contents: None,
         },
         Some(t) if t.is_fifo() => {
             let inode = meta.as_ref().map_or_else(|| inode_of(&link), |m| m.ino());
