@@ -28,7 +28,7 @@ set +e
 # One test at a time: the end-to-end tests start real process trees and
 # two at once on a 2-core machine are measurably less stable (see the open
 # note on issue 3); every test still runs.
-cargo test --release --workspace -- --test-threads=1 2>&1 | tee "$log"
+cargo test --release --workspace --no-fail-fast -- --test-threads=1 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 # One closing line with the totals over every test binary (cargo's own

@@ -242,3 +242,17 @@ fn open_file_contents_and_deleted_open_file() {
     let reference = String::from_utf8_lossy(&reference.stdout).into_owned();
     hiber_e2e::kill_restart_cycles(&env, &reference, &["--ckpt-open-files"], &prog, &args, 2);
 }
+
+/// vfork + exec in a loop (how dash runs commands): the vfork child must
+/// not leave the parent's wrapper lock held (every later checkpoint would
+/// wait for it in vain). Two kill/restart cycles.
+#[test]
+fn vfork_and_exec_loop() {
+    let env = Env::new("vforker");
+    let prog = env.compile("vforker", &[]);
+    let args = ["60", "20"];
+    let reference = hiber_e2e::output(Command::new(&prog).args(args)).unwrap();
+    assert!(reference.status.success());
+    let reference = String::from_utf8_lossy(&reference.stdout).into_owned();
+    hiber_e2e::kill_restart_cycles(&env, &reference, &[], &prog, &args, 2);
+}

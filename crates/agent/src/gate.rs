@@ -17,11 +17,28 @@ static INSIDE: AtomicU32 = AtomicU32::new(0);
 /// Non-zero while a checkpoint holds the gate closed.
 static CLOSED: AtomicU32 = AtomicU32::new(0);
 
-/// Holds the gate open for one wrapper call.
-pub struct Pass(());
+/// The process these counters belong to. A `vfork` child runs in its
+/// parent's memory: if it went through the gate on its way to `exec`, the
+/// parent's count would never come down (the child's pass is never
+/// dropped), so it does not (its parent's calling thread is blocked until
+/// the exec anyway).
+static OWNER: AtomicU32 = AtomicU32::new(0);
+
+/// Records this process as the owner of the gate (at start, in a fork
+/// child, after a restart).
+pub fn own() {
+    OWNER.store(hiber_sys::getpid(), Release);
+}
+
+/// Holds the gate open for one wrapper call (a no-op in a `vfork` child).
+pub struct Pass(bool);
 
 impl Pass {
     pub fn enter() -> Pass {
+        let owner = OWNER.load(Acquire);
+        if owner != 0 && owner != hiber_sys::getpid() {
+            return Pass(false);
+        }
         loop {
             let c = CLOSED.load(Acquire);
             if c != 0 {
@@ -30,7 +47,7 @@ impl Pass {
             }
             INSIDE.fetch_add(1, AcqRel);
             if CLOSED.load(Acquire) == 0 {
-                return Pass(());
+                return Pass(true);
             }
             // A checkpoint closed the gate meanwhile: step back and wait.
             leave();
@@ -40,7 +57,9 @@ impl Pass {
 
 impl Drop for Pass {
     fn drop(&mut self) {
-        leave();
+        if self.0 {
+            leave();
+        }
     }
 }
 
@@ -82,6 +101,7 @@ pub fn open() {
 
 /// In a fork child: no other thread exists, nobody is inside.
 pub fn reset_after_fork() {
+    own();
     INSIDE.store(0, Release);
     CLOSED.store(0, Release);
 }

@@ -51,6 +51,7 @@ use std::ffi::{c_char, c_int};
 /// initialised (libc is our dependency, so its constructors ran first).
 extern "C" fn hiber_init(_argc: c_int, _argv: *const *const c_char, _envp: *const *const c_char) {
     config::init();
+    gate::own();
     if !config::get().enabled {
         return;
     }

@@ -34,7 +34,9 @@ pub extern "C" fn checkpoint_thread_start(_arg: u64) -> ! {
     crate::events::restart(&mut link);
     // A hiber_checkpoint() that was waiting now returns HIBER_RESTARTED.
     crate::capi::restarted();
-    // The image was saved with the gate closed.
+    // The image was saved with the gate closed (and by a process that may
+    // have had another pid).
+    crate::gate::own();
     crate::gate::open();
     restore::GO.store(1, Relaxed);
     hiber_sys::futex_wake(&restore::GO);
