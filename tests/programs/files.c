@@ -2,7 +2,8 @@
  * place at every step (its checkpoint contents must come back: a killed
  * run went on changing it), and scratch.tmp is unlinked right after it is
  * created and kept growing through its descriptor (a deleted-but-open
- * file). Usage: files STEPS DELAY_MS */
+ * file); counter.dat's SIGIO owner (F_SETOWN) is kept.
+ * Usage: files STEPS DELAY_MS */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@ int main(int argc, char **argv) {
     int c = open("counter.dat", O_RDWR | O_CREAT | O_TRUNC, 0644);
     int t = open("scratch.tmp", O_RDWR | O_CREAT | O_TRUNC, 0600);
     if (c < 0 || t < 0 || unlink("scratch.tmp")) return 1;
+    fcntl(c, F_SETOWN, getpid()); /* SIGIO owner: a pid, kept across a restart */
     long v = 0;
     if (pwrite(c, &v, sizeof v, 0) != sizeof v) return 2;
     for (long s = 0; s < steps; s++) {
@@ -34,8 +36,8 @@ int main(int argc, char **argv) {
         ssize_t r;
         for (off_t off = 0; (r = pread(t, buf, sizeof buf, off)) > 0; off += r)
             for (ssize_t i = 0; i < r; i++) sum = sum * 31 + (unsigned char)buf[i];
-        printf("step %ld counter-ok %d scratch %ld links %ld sum %lu\n", s, ok, (long)st.st_size,
-               (long)st.st_nlink, sum);
+        printf("step %ld counter-ok %d scratch %ld links %ld sum %lu owner %d\n", s, ok, (long)st.st_size,
+               (long)st.st_nlink, sum, fcntl(c, F_GETOWN) == getpid());
         usleep(delay * 1000);
     }
     return 0;

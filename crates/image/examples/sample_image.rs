@@ -93,6 +93,7 @@ fn main() {
         cloexec: false,
         dup_of: None,
         shared_with: Vec::new(),
+        owner: None,
         kind: FdKind::Terminal {
             path: "/dev/pts/0".into(),
             flags: 2,

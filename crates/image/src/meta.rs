@@ -218,6 +218,9 @@ pub struct FdMeta {
     /// them one description again, so they keep one offset.
     #[serde(default)]
     pub shared_with: Vec<(u32, i32)>,
+    /// `F_GETOWN_EX`: who gets `SIGIO`/`SIGURG` for it (type, pid), if set.
+    #[serde(default)]
+    pub owner: Option<(i32, i32)>,
 }
 
 impl FdKind {

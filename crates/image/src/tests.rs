@@ -152,6 +152,7 @@ fn fds() -> Vec<FdMeta> {
             cloexec: false,
             dup_of: None,
             shared_with: Vec::new(),
+            owner: None,
             kind: FdKind::Terminal {
                 path: "/dev/pts/0".into(),
                 flags: 2,
@@ -162,6 +163,7 @@ fn fds() -> Vec<FdMeta> {
             cloexec: true,
             dup_of: None,
             shared_with: Vec::new(),
+            owner: None,
             kind: FdKind::File {
                 path: "/tmp/out".into(),
                 flags: 0o101,
@@ -177,6 +179,7 @@ fn fds() -> Vec<FdMeta> {
             cloexec: false,
             dup_of: None,
             shared_with: Vec::new(),
+            owner: None,
             kind: FdKind::Pipe {
                 inode: 1234,
                 flags: 0,

@@ -176,8 +176,28 @@ fn save_one(fd: i32) -> Option<FdMeta> {
         kind,
         dup_of: None,
         shared_with: Vec::new(),
+        owner: owner(fd),
     })
 }
+
+/// `F_GETOWN_EX` (the pid, thread or group that gets `SIGIO` for the fd),
+/// when one is set. Pids are kept across a restart, so it is restored as is.
+fn owner(fd: i32) -> Option<(i32, i32)> {
+    // `struct f_owner_ex { int type; pid_t pid; }`
+    let mut o = [0i32; 2];
+    // SAFETY: F_GETOWN_EX writes the two ints into `o`.
+    let r = unsafe { libc::fcntl(fd, F_GETOWN_EX, o.as_mut_ptr()) };
+    (r == 0 && o[1] != 0).then_some((o[0], o[1]))
+}
+
+fn set_owner(fd: i32, (type_, pid): (i32, i32)) {
+    let o = [type_, pid];
+    // SAFETY: F_SETOWN_EX reads the two ints of `o`.
+    unsafe { libc::fcntl(fd, F_SETOWN_EX, o.as_ptr()) };
+}
+
+const F_SETOWN_EX: libc::c_int = 15;
+const F_GETOWN_EX: libc::c_int = 16;
 
 fn is_terminal(fd: i32, link: &str) -> bool {
     // SAFETY: isatty only queries the descriptor.
@@ -309,7 +329,12 @@ pub fn restore(
             }
         };
         match r {
-            Ok(newfd) => place(newfd, m.fd, m.cloexec),
+            Ok(newfd) => {
+                place(newfd, m.fd, m.cloexec);
+                if let Some(o) = m.owner {
+                    set_owner(m.fd, o);
+                }
+            }
             Err(e) => {
                 warnings.push(format!("fd {}: {e}; it now reads as /dev/null", m.fd));
                 if let Ok(nfd) = file::reopen("/dev/null", libc::O_RDWR) {
