@@ -256,3 +256,16 @@ fn vfork_and_exec_loop() {
     let reference = String::from_utf8_lossy(&reference.stdout).into_owned();
     hiber_e2e::kill_restart_cycles(&env, &reference, &[], &prog, &args, 2);
 }
+
+/// A pipe whose writer wrote everything and exited before the checkpoint:
+/// its bytes come back, then end-of-file. Two kill/restart cycles.
+#[test]
+fn pipe_with_data_left_by_an_exited_writer() {
+    let env = Env::new("leftover");
+    let prog = env.compile("leftover", &[]);
+    let args = ["40", "30"];
+    let reference = hiber_e2e::output(Command::new(&prog).args(args)).unwrap();
+    assert!(reference.status.success());
+    let reference = String::from_utf8_lossy(&reference.stdout).into_owned();
+    hiber_e2e::kill_restart_cycles(&env, &reference, &[], &prog, &args, 2);
+}

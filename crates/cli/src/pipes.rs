@@ -5,8 +5,10 @@
 //! reader and a writer among the images (on one host) is created here once,
 //! given its capacity back and refilled, and both its ends are inherited by
 //! the processes that had one; the agent puts them at their numbers. A pipe
-//! with only one end in the computation leads outside it: not recreated
-//! (fds 0-2 of that kind are bound to `hiber restart`'s own stdio).
+//! whose writers all exited still holds their bytes: recreated with them
+//! and no write end. Any other pipe with only one end in the computation
+//! leads outside it: not recreated (fds 0-2 of that kind are bound to
+//! `hiber restart`'s own stdio).
 
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -21,7 +23,8 @@ struct Created {
     inode: u64,
     path: String,
     read: OwnedFd,
-    write: OwnedFd,
+    /// `None`: no process of the computation writes to it any more.
+    write: Option<OwnedFd>,
 }
 
 pub struct Pipes {
@@ -33,6 +36,9 @@ pub struct Pipes {
 #[derive(Default)]
 struct Seen {
     reader: bool,
+    /// A read end at a number above 2 (fds 0-2 may lead to `hiber
+    /// restart`'s own stdio instead).
+    reader_above_stdio: bool,
     writer: bool,
     capacity: u32,
     data: Vec<u8>,
@@ -63,6 +69,7 @@ impl Pipes {
                 let s = seen.entry(key).or_default();
                 let mode = flags & libc::O_ACCMODE;
                 s.reader |= mode != libc::O_WRONLY;
+                s.reader_above_stdio |= mode != libc::O_WRONLY && m.fd > 2;
                 s.writer |= mode != libc::O_RDONLY;
                 s.capacity = s.capacity.max(capacity);
                 if data.len() > s.data.len() {
@@ -77,7 +84,7 @@ impl Pipes {
         let mut users = vec![Vec::new(); images.len()];
         let mut keys: Vec<_> = seen
             .into_iter()
-            .filter(|(_, s)| s.reader && s.writer)
+            .filter(|(_, s)| (s.reader && s.writer) || s.reader_above_stdio)
             .collect();
         keys.sort_by(|a, b| a.0.cmp(&b.0));
         for ((_, inode, path), s) in keys {
@@ -88,6 +95,7 @@ impl Pipes {
             };
             refill(&write, s.capacity, &s.data)
                 .with_context(|| format!("refilling pipe:[{inode}]{path}"))?;
+            let write = s.writer.then_some(write);
             for &u in &s.users {
                 users[u].push(created.len());
             }
@@ -106,10 +114,8 @@ impl Pipes {
         self.users[i]
             .iter()
             .flat_map(|&c| {
-                [
-                    self.created[c].read.as_raw_fd(),
-                    self.created[c].write.as_raw_fd(),
-                ]
+                let p = &self.created[c];
+                std::iter::once(p.read.as_raw_fd()).chain(p.write.as_ref().map(|w| w.as_raw_fd()))
             })
             .collect()
     }
@@ -124,7 +130,7 @@ impl Pipes {
                     inode: p.inode,
                     path: p.path.clone(),
                     read_fd: p.read.as_raw_fd(),
-                    write_fd: p.write.as_raw_fd(),
+                    write_fd: p.write.as_ref().map_or(-1, |w| w.as_raw_fd()),
                 }
             })
             .collect()

@@ -231,6 +231,9 @@ pub fn restore(
         .iter()
         .map(|p| {
             let high = |fd: i32| {
+                if fd < 0 {
+                    return -1; // no such end
+                }
                 // SAFETY: duplicating an inherited descriptor high up, then
                 // closing the original number.
                 unsafe {
@@ -258,7 +261,11 @@ pub fn restore(
             },
         })
         .collect();
-    let mut held: Vec<i32> = pipes.iter().flat_map(|p| [p.read_fd, p.write_fd]).collect();
+    let mut held: Vec<i32> = pipes
+        .iter()
+        .flat_map(|p| [p.read_fd, p.write_fd])
+        .filter(|&fd| fd >= 0)
+        .collect();
     held.extend(files.iter().map(|f| f.inherited));
     let internal = |k: &FdKind| match k {
         FdKind::Pipe { inode, path, .. } => pipe::inherited(*inode, path, &pipes).is_some(),
