@@ -101,7 +101,22 @@ fn exec_with_empty_environment_and_nocheckpoint() {
 /// uninterrupted run, and the pipes are still pipes.
 #[test]
 fn pipe_ring_with_bytes_in_flight_and_cat() {
-    let env = Env::new("ring");
+    ring_cycles("ring", false);
+}
+
+/// The same as an unprivileged user: the restart runs in a pid namespace of
+/// its own (where `hiber restart` must not keep pipe ends open either, or
+/// `cat` never sees end-of-file).
+#[test]
+fn pipe_ring_unprivileged() {
+    ring_cycles("ring-user", true);
+}
+
+fn ring_cycles(name: &str, unprivileged: bool) {
+    let mut env = Env::new(name);
+    if unprivileged && let Some((uid, gid)) = hiber_e2e::unprivileged_user() {
+        env.become_user(uid, gid);
+    }
     let prog = env.compile("ring", &[]);
     let args = ["40", "40"];
     let refdir = env.dir.join("ref");

@@ -118,10 +118,25 @@ pub fn spawn_with_pid(restorer: &Path, l: &Launch) -> anyhow::Result<Option<i32>
 
 /// Starts the restorers in a new namespace; returns the root process's
 /// exit code (128 + signal if it was killed).
-pub fn restart_in_namespace(restorer: &Path, launches: &[Launch]) -> anyhow::Result<i32> {
+/// `started` runs once every restorer has been started (our copies of the
+/// descriptors handed to them can go: a pipe end kept here would keep its
+/// reader from end-of-file for the whole run); if the namespace could not be
+/// set up it does not run, and the caller may start them otherwise.
+pub fn restart_in_namespace(
+    restorer: &Path,
+    launches: &[Launch],
+    started: &mut dyn FnMut(),
+) -> anyhow::Result<i32> {
     if launches.is_empty() {
         bail!("nothing to restart");
     }
+    // The namespace's init writes one byte here once every restorer runs.
+    let mut status = [0i32; 2];
+    // SAFETY: pipe2 writes two descriptors into `status`.
+    if unsafe { libc::pipe2(status.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("pipe2");
+    }
+    let [status_r, status_w] = status;
     let exe = CString::new(restorer.as_os_str().as_encoded_bytes()).context("restorer path")?;
     let plan_args: Vec<CString> = launches
         .iter()
@@ -151,6 +166,7 @@ pub fn restart_in_namespace(restorer: &Path, launches: &[Launch]) -> anyhow::Res
     if child == 0 {
         // SAFETY: we are the forked child; see above.
         unsafe {
+            libc::close(status_r);
             if libc::unshare(libc::CLONE_NEWUSER) != 0 {
                 libc::_exit(EXIT_NO_USERNS);
             }
@@ -168,8 +184,9 @@ pub fn restart_in_namespace(restorer: &Path, launches: &[Launch]) -> anyhow::Res
                 libc::_exit(EXIT_NO_PIDNS);
             }
             if init == 0 {
-                namespace_init(&root, &proc_s, &proc_dir, &exe, &argvs, launches);
+                namespace_init(&root, &proc_s, &proc_dir, &exe, &argvs, launches, status_w);
             }
+            libc::close(status_w);
             // The restore descriptors are the restorers' business now (a
             // pipe end held here would keep its reader from end-of-file).
             close_launch_fds(launches);
@@ -181,6 +198,22 @@ pub fn restart_in_namespace(restorer: &Path, launches: &[Launch]) -> anyhow::Res
             }
             libc::_exit(exit_code(st));
         }
+    }
+    // SAFETY: our copy of the write end; then a blocking one-byte read.
+    let ok = unsafe {
+        libc::close(status_w);
+        let mut b = 0u8;
+        let n = loop {
+            let n = libc::read(status_r, (&mut b as *mut u8).cast(), 1);
+            if n >= 0 || *libc::__errno_location() != libc::EINTR {
+                break n;
+            }
+        };
+        libc::close(status_r);
+        n == 1
+    };
+    if ok {
+        started();
     }
     let mut st = 0;
     // SAFETY: waiting for our own child.
@@ -220,6 +253,7 @@ unsafe fn namespace_init(
     exe: &CString,
     argvs: &[[*const libc::c_char; 3]],
     launches: &[Launch],
+    status_w: libc::c_int,
 ) -> ! {
     // SAFETY: async-signal-safe calls on prepared data (module docs).
     unsafe {
@@ -266,6 +300,9 @@ unsafe fn namespace_init(
             }
         }
         close_launch_fds(launches);
+        // Every restorer runs: `hiber restart` may drop its copies.
+        libc::write(status_w, b"1".as_ptr().cast(), 1);
+        libc::close(status_w);
         let mut root_status = 0;
         loop {
             let mut st = 0;

@@ -251,24 +251,29 @@ pub fn run(args: RestartArgs) -> anyhow::Result<ExitCode> {
             });
         }
     }
-    if same_ids {
-        match crate::namespace::restart_in_namespace(&restorer, &launches) {
-            Ok(code) => {
+    let held = (plans, pipes, files, shm);
+    let (plans, pipes, files, shm) = if same_ids {
+        // Our copies of what the restorers inherited go as soon as they all
+        // run (kept, they would hold pipe ends open for the whole run).
+        let mut held = Some(held);
+        let mut release = || drop(held.take());
+        let r = crate::namespace::restart_in_namespace(&restorer, &launches, &mut release);
+        match (r, held.take()) {
+            (Ok(code), _) => {
                 report_crash(code.checked_sub(128).filter(|_| code > 128));
-                drop(plans);
-                drop(pipes);
-                drop(files);
-                drop(shm);
                 drop(host_proc);
                 return Ok(ExitCode::from(code as u8));
             }
-            Err(e) if !args.same_ids && crate::namespace::setup_failed(&e) => {
+            (Err(e), Some(h)) if !args.same_ids && crate::namespace::setup_failed(&e) => {
                 tracing::warn!("{e:#}; restarting with new process and thread ids");
                 eprintln!("hiber: warning: {e:#}; restarting with new process and thread ids");
+                h
             }
-            Err(e) => return Err(e),
+            (Err(e), _) => return Err(e),
         }
-    }
+    } else {
+        held
+    };
     let mut children = Vec::new();
     for l in &launches {
         if root && !new_ids {
