@@ -284,3 +284,18 @@ fn pipe_with_data_left_by_an_exited_writer() {
     let reference = String::from_utf8_lossy(&reference.stdout).into_owned();
     hiber_e2e::kill_restart_cycles(&env, &reference, &[], &prog, &args, 2);
 }
+
+/// Children forked continuously while checkpoints happen: each is part of
+/// the generation its parent is in (the parent's fork returns only once the
+/// child joined), so after two kill/restart cycles every child is reaped
+/// with its exit code.
+#[test]
+fn children_forked_continuously_are_all_reaped() {
+    let env = Env::new("forkchurn");
+    let prog = env.compile("forkchurn", &[]);
+    let args = ["60", "20"];
+    let reference = hiber_e2e::output(Command::new(&prog).args(args)).unwrap();
+    assert!(reference.status.success());
+    let reference = String::from_utf8_lossy(&reference.stdout).into_owned();
+    hiber_e2e::kill_restart_cycles(&env, &reference, &[], &prog, &args, 2);
+}

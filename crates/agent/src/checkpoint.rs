@@ -628,8 +628,40 @@ fn process_meta() -> ProcessMeta {
         pgid: unsafe { libc::getpgid(0) } as u32,
         // SAFETY: as above.
         sid: unsafe { libc::getsid(0) } as u32,
+        zombies: zombies(),
         ..ProcessMeta::default()
     }
+}
+
+/// Our children that have exited and wait to be reaped: (pid, wait status
+/// from the `exit_code` field of /proc/PID/stat).
+fn zombies() -> Vec<(u32, i32)> {
+    let mut out = Vec::new();
+    for tid in crate::procfs::numeric_entries(c"/proc/self/task") {
+        let Ok(list) = std::fs::read_to_string(format!("/proc/self/task/{tid}/children")) else {
+            continue;
+        };
+        for pid in list
+            .split_whitespace()
+            .filter_map(|p| p.parse::<u32>().ok())
+        {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            // Fields after the command name (which may hold spaces).
+            let Some((_, rest)) = stat.rsplit_once(") ") else {
+                continue;
+            };
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            // f[0] is field 3 (state); exit_code is field 52.
+            if f.first() == Some(&"Z")
+                && let Some(code) = f.get(49).and_then(|c| c.parse::<i32>().ok())
+            {
+                out.push((pid, code));
+            }
+        }
+    }
+    out
 }
 
 fn glibc_version() -> String {

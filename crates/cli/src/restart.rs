@@ -215,7 +215,7 @@ pub fn run(args: RestartArgs) -> anyhow::Result<ExitCode> {
             pipes: pipes.inherited_by(i),
             files: files.inherited_by(i),
         };
-        let children: Vec<PlanChild> = tree.children[i]
+        let mut children: Vec<PlanChild> = tree.children[i]
             .iter()
             .map(|&c| {
                 let m = &prepared[c].process;
@@ -229,9 +229,19 @@ pub fn run(args: RestartArgs) -> anyhow::Result<ExitCode> {
                     } else {
                         0
                     },
+                    ..PlanChild::default()
                 }
             })
             .collect();
+        // Children that had exited but were not reaped come back as zombies.
+        children.extend(p.process.zombies.iter().map(|&(pid, status)| PlanChild {
+            pid: pid as i32,
+            plan_fd: -1,
+            flags: CHILD_ZOMBIE,
+            status,
+            ..PlanChild::default()
+        }));
+        children.sort_by_key(|c| c.pid);
         let close: Vec<i32> = all_fds
             .iter()
             .copied()
@@ -444,6 +454,7 @@ fn ids_free(prepared: &[Prepared]) -> bool {
             && p.image
                 .threads()
                 .is_ok_and(|ts| ts.iter().all(|t| free(t.tid)))
+            && p.process.zombies.iter().all(|&(pid, _)| free(pid))
     })
 }
 

@@ -87,6 +87,10 @@ pub struct ProcessMeta {
     pub pgid: u32,
     #[serde(default)]
     pub sid: u32,
+    /// Children that had exited and were not reaped yet (pid, wait status):
+    /// recreated as zombies, so the program still reaps them.
+    #[serde(default)]
+    pub zombies: Vec<(u32, i32)>,
 }
 
 /// One armed interval timer (`getitimer`); times in microseconds.

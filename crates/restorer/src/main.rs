@@ -294,6 +294,8 @@ fn fork_tree(mut plan_fd: i32) -> i32 {
                 r = unsafe { hiber_sys::clone3_fork(&args) };
             }
             match r {
+                Ok(0) if c.flags & CHILD_ZOMBIE != 0 => become_zombie(c.status),
+                Ok(pid) if c.flags & CHILD_ZOMBIE != 0 => zombies_made(pid as i32),
                 Ok(0) => {
                     if c.flags & CHILD_SETSID != 0 {
                         let _ = hiber_sys::setsid();
@@ -313,6 +315,30 @@ fn fork_tree(mut plan_fd: i32) -> i32 {
         }
         return plan_fd;
     }
+}
+
+/// A child that had exited before the checkpoint: it ends again the same
+/// way (exit code, or the signal that killed it, without a core dump) and
+/// stays a zombie until the restored parent reaps it.
+fn become_zombie(status: i32) -> ! {
+    let sig = status & 0x7f;
+    if sig != 0 && sig != 0x7f {
+        // RLIMIT_CORE = 4: no core file for a signal that makes one.
+        let _ = hiber_sys::setrlimit_zero(4);
+        // Unblock, default the disposition, and die of it.
+        hiber_sys::sigprocmask(SIG_SETMASK, 0);
+        let _ = hiber_sys::kill_self_default(sig as u32);
+    }
+    hiber_sys::exit_group((status >> 8) & 0xff)
+}
+
+/// In the parent, once a zombie child exists: wait until it has exited
+/// (without reaping it) and take back the SIGCHLD its exit raised; the
+/// parent had already been told at the time (a SIGCHLD still pending then
+/// is re-raised with the other pending signals).
+fn zombies_made(pid: i32) {
+    hiber_sys::wait_exited_nowait(pid);
+    hiber_sys::take_pending(17);
 }
 
 /// Closes the descriptors the plan lists: the other processes' restore

@@ -533,3 +533,46 @@ pub fn timer_create_restore_ids(on: bool) -> SysResult {
     // PR_TIMER_CREATE_RESTORE_IDS = 77, _OFF = 0, _ON = 1
     sys!(prctl, 77, usize::from(on), 0, 0, 0)
 }
+
+/// `setrlimit(resource, {0, 0})`.
+pub fn setrlimit_zero(resource: u32) -> SysResult {
+    let lim = [0u64; 2];
+    sys!(setrlimit, resource, lim.as_ptr())
+}
+
+/// Dies of `sig` with its default action (disposition reset first).
+pub fn kill_self_default(sig: u32) -> SysResult {
+    let act = KernelSigaction::default();
+    // SAFETY: SIG_DFL (handler 0) needs no memory of ours.
+    let _ = unsafe { rt_sigaction_set(sig, &act) };
+    sys!(kill, getpid(), sig)
+}
+
+/// Waits until child `pid` has exited, leaving it a zombie (`waitid` with
+/// `WNOWAIT`).
+pub fn wait_exited_nowait(pid: i32) {
+    const P_PID: u64 = 1;
+    const WEXITED: u64 = 4;
+    const WNOWAIT: u64 = 0x0100_0000;
+    let mut info = [0u64; 16]; // siginfo_t
+    loop {
+        match sys!(waitid, P_PID, pid, info.as_mut_ptr(), WEXITED | WNOWAIT, 0) {
+            Err(Errno::EINTR) => continue,
+            _ => return,
+        }
+    }
+}
+
+/// Takes back a pending `sig` (blocked): `rt_sigtimedwait` with a zero
+/// timeout.
+pub fn take_pending(sig: u32) {
+    let set: u64 = 1 << (sig - 1);
+    let zero = [0i64; 2];
+    let _ = sys!(
+        rt_sigtimedwait,
+        &set as *const u64,
+        0usize,
+        zero.as_ptr(),
+        8
+    );
+}

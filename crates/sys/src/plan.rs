@@ -67,6 +67,9 @@ pub struct PlanHeader {
 
 /// `PlanChild::flags`: the child was a session leader (`setsid`).
 pub const CHILD_SETSID: u32 = 1;
+/// `PlanChild::flags`: the child had exited and was not reaped: it is
+/// recreated as a zombie with wait status `status` (no plan).
+pub const CHILD_ZOMBIE: u32 = 2;
 
 /// A child to fork, with its pid, its own plan, and its process group.
 #[repr(C)]
@@ -76,6 +79,8 @@ pub struct PlanChild {
     pub plan_fd: i32,
     pub pgid: i32,
     pub flags: u32,
+    pub status: i32,
+    pub _pad: u32,
 }
 
 #[repr(C)]
