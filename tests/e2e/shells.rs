@@ -4,11 +4,11 @@
 //! launch → checkpoint → SIGKILL all → restart cycles, against an
 //! uninterrupted run.
 //!
-//! Their processes come and go all the time, so a checkpoint finds a
-//! different tree each time: pipelines with bytes in flight, subshells,
-//! background jobs, `make`'s recipe shells, the compiler driver and its
-//! `cc1`/`as`. All of them write to the same stdout, the harness's pipe
-//! (bound to `hiber restart`'s stdout after a restart).
+//! Their processes come and go all the time, so a checkpoint finds a tree
+//! of short-lived processes: pipelines with bytes in flight, subshells,
+//! background jobs, `make`'s recipe shells and what they run. All of them
+//! write to the same stdout, the harness's pipe (bound to `hiber
+//! restart`'s stdout after a restart), and the same stderr, a file.
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
@@ -60,46 +60,115 @@ fn reference(prog: &Path, args: &[&str], dir: &Path) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// Waits until `<out>` has `n` lines or `child` has ended (a run may end
-/// before it prints them: what comes after a checkpoint is not ours to
-/// know in advance).
-fn wait_lines_or_exit(env: &Env, out: &str, n: usize, child: &mut Child) {
+/// When to checkpoint a run: once its output has this many lines, or a
+/// line equal to this one.
+#[derive(Clone, Copy)]
+enum At {
+    Lines(usize),
+    Line(&'static str),
+}
+
+impl At {
+    fn reached(self, text: &str) -> bool {
+        match self {
+            At::Lines(n) => text.lines().count() >= n,
+            At::Line(l) => text.lines().any(|x| x == l),
+        }
+    }
+}
+
+/// Waits until `<out>` has reached `at`. With `ended_ok`, a `child` that
+/// ends first is fine (a run may end before it prints what comes after a
+/// checkpoint); otherwise that fails the test at once, with its status.
+fn wait_at(env: &Env, out: &str, at: At, child: &mut Child, ended_ok: bool) {
     let t = Instant::now();
-    while env.read(out).lines().count() < n && child.try_wait().unwrap().is_none() {
+    while !at.reached(&env.read(out)) {
+        if let Some(st) = child.try_wait().unwrap() {
+            if ended_ok {
+                return;
+            }
+            // What it printed last may still be on its way to the file.
+            std::thread::sleep(Duration::from_millis(200));
+            if at.reached(&env.read(out)) {
+                return;
+            }
+            panic!(
+                "{out}: the run ended ({st:?}) before it got there: {:?}",
+                env.read(out)
+            );
+        }
         assert!(
             t.elapsed() < T,
-            "{out}: fewer than {n} lines after {T:?}: {:?}",
+            "{out}: not there after {T:?}: {:?}",
             env.read(out)
         );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
 
+/// A file in the test directory for a child's stderr.
+fn stderr_file(env: &Env, name: &str) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(env.dir.join(name))
+        .unwrap()
+}
+
+/// Prints the stderr files when the test fails (a failed test's stdout is
+/// shown): the programs' messages and hiber's warnings.
+struct ShowStderr<'a>(&'a Env);
+
+impl Drop for ShowStderr<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for f in ["stderr.log", "restart1.err", "restart2.err"] {
+                println!("---- {f}:\n{}", self.0.read(f));
+            }
+        }
+    }
+}
+
 /// Two launch → checkpoint → SIGKILL all → restart cycles of `prog args`
 /// in the test directory: the first checkpoint once the launched run has
-/// printed `first` lines, the second once the first restart has printed
+/// reached `first`, the second once the first restart has reached
 /// `second`; each run goes on for two more lines before it is killed, and
 /// the last restart runs to its end. Returns the three runs' outputs.
-fn two_cycles(env: &Env, prog: &Path, args: &[&str], first: usize, second: usize) -> [String; 3] {
+///
+/// The computation's stderr is a file of the test directory (every
+/// process writes to it at its own offset, restored as regular files are),
+/// so that a run does not depend on where cargo's stderr goes; `hiber
+/// restart`'s own goes to `restart<N>.err`.
+fn two_cycles(env: &Env, prog: &Path, args: &[&str], first: At, second: At) -> [String; 3] {
     let mut cmd = clean(env.cmd());
-    cmd.arg("launch").arg(prog).args(args);
+    cmd.arg("launch")
+        .arg(prog)
+        .args(args)
+        .stderr(stderr_file(env, "stderr.log"));
     let mut c = env.spawn(cmd, "run0.out");
-    env.wait_lines("run0.out", first, T);
+    wait_at(env, "run0.out", first, &mut c, false);
     let images = env.checkpoint(&[]);
     assert!(!images.is_empty(), "no image");
     let n = env.read("run0.out").lines().count();
-    wait_lines_or_exit(env, "run0.out", n + 2, &mut c);
+    wait_at(env, "run0.out", At::Lines(n + 2), &mut c, true);
     env.kill_all(&mut [&mut c]);
 
-    let mut r = env.restart(&images, "run1.out");
-    env.wait_lines("run1.out", second, T);
+    let restart = |images: &[PathBuf], n: usize| {
+        let mut cmd = env.cmd();
+        cmd.arg("restart")
+            .args(images)
+            .stderr(stderr_file(env, &format!("restart{n}.err")));
+        env.spawn(cmd, &format!("run{n}.out"))
+    };
+    let mut r = restart(&images, 1);
+    wait_at(env, "run1.out", second, &mut r, false);
     let images = env.checkpoint(&[]);
     assert!(!images.is_empty(), "no image");
     let n = env.read("run1.out").lines().count();
-    wait_lines_or_exit(env, "run1.out", n + 2, &mut r);
+    wait_at(env, "run1.out", At::Lines(n + 2), &mut r, true);
     env.kill_all(&mut [&mut r]);
 
-    let mut r = env.restart(&images, "run2.out");
+    let mut r = restart(&images, 2);
     let st = env.wait(&mut r, T);
     assert!(st.success(), "the restarted computation failed: {st:?}");
     ["run0.out", "run1.out", "run2.out"].map(|f| env.read(f))
@@ -125,15 +194,23 @@ fn reached(full: &str, before: &str, partial: &str) -> String {
 fn shell_script(shell: &str) {
     let sh = tool(shell);
     let env = Env::new(shell);
+    let _show = ShowStderr(&env);
     let script = programs().join("shell").join("script.sh");
     let script = script.to_str().unwrap();
     let args = [script, "14"];
     let full = reference(&sh, &args, &env.dir.join("ref"));
     assert_eq!(full.lines().last(), Some("done 14"), "{full}");
     assert!(full.lines().count() > 150, "{full}");
-    // Each step prints 14 lines over about 0.25 s: checkpoints in step 3
-    // and about three steps after the first restart's start.
-    let [run0, run1, run2] = two_cycles(&env, &sh, &args, 40, 40);
+    // Right after a step's first line, where its first pipeline's middle
+    // stage sleeps with seq's output waiting in the pipe: in step 3, and in
+    // step 7 of the first restart (which resumes in step 3).
+    let [run0, run1, run2] = two_cycles(
+        &env,
+        &sh,
+        &args,
+        At::Line("step 3 begin"),
+        At::Line("step 7 begin"),
+    );
     assert_continuation(&full, &run0, &run1, false);
     assert_continuation(&full, &reached(&full, &run0, &run1), &run2, true);
 }
@@ -169,6 +246,7 @@ fn make_j2_builds_a_c_project() {
     let make = tool("make");
     tool("cc");
     let env = Env::new("make");
+    let _show = ShowStderr(&env);
     let refdir = env.dir.join("ref");
     std::fs::create_dir_all(&refdir).unwrap();
     for f in PROJECT {
@@ -185,7 +263,7 @@ fn make_j2_builds_a_c_project() {
     // The first checkpoint once the header is being generated and a first
     // object compiled, the second once the first restart has started
     // another recipe.
-    let runs = two_cycles(&env, &make, &["-j2"], 2, 1);
+    let runs = two_cycles(&env, &make, &["-j2"], At::Lines(2), At::Lines(1));
     let mut seen = BTreeSet::new();
     for (i, run) in runs.iter().enumerate() {
         let mut once = BTreeSet::new();

@@ -511,15 +511,20 @@ fn checkpoint(link: &mut Link, generation: u64, opts: &CheckpointOptions) -> Res
         return aborted("checkpoint aborted by the coordinator".into());
     }
     let committed = hiber_image::commit(&tmp, &final_path, sync);
+    // Reported before the program runs again: a program that exits right
+    // away would otherwise close the connection first, and the coordinator
+    // would take the checkpoint for failed.
+    if committed.is_ok() {
+        link.send(&ToCoord::CheckpointDone {
+            generation,
+            image: final_path.display().to_string(),
+            bytes,
+        });
+    }
     suspend::resume_all();
     crate::gate::open();
     match committed {
         Ok(()) => {
-            link.send(&ToCoord::CheckpointDone {
-                generation,
-                image: final_path.display().to_string(),
-                bytes,
-            });
             crate::events::resume(link);
             Ok(())
         }

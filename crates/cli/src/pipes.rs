@@ -39,6 +39,8 @@ struct Seen {
     /// A read end at a number above 2 (fds 0-2 may lead to `hiber
     /// restart`'s own stdio instead).
     reader_above_stdio: bool,
+    /// A reader saw no writer left anywhere.
+    writers_gone: bool,
     writer: bool,
     capacity: u32,
     data: Vec<u8>,
@@ -57,6 +59,7 @@ impl Pipes {
                     path,
                     capacity,
                     data,
+                    writers_gone,
                 } = m.kind
                 else {
                     continue;
@@ -70,6 +73,7 @@ impl Pipes {
                 let mode = flags & libc::O_ACCMODE;
                 s.reader |= mode != libc::O_WRONLY;
                 s.reader_above_stdio |= mode != libc::O_WRONLY && m.fd > 2;
+                s.writers_gone |= writers_gone;
                 s.writer |= mode != libc::O_RDONLY;
                 s.capacity = s.capacity.max(capacity);
                 if data.len() > s.data.len() {
@@ -84,7 +88,7 @@ impl Pipes {
         let mut users = vec![Vec::new(); images.len()];
         let mut keys: Vec<_> = seen
             .into_iter()
-            .filter(|(_, s)| (s.reader && s.writer) || s.reader_above_stdio)
+            .filter(|(_, s)| (s.reader && s.writer) || s.reader_above_stdio || s.writers_gone)
             .collect();
         keys.sort_by(|a, b| a.0.cmp(&b.0));
         for ((_, inode, path), s) in keys {

@@ -195,6 +195,10 @@ pub enum FdKind {
         /// Bytes in the pipe at the checkpoint, read without consuming them
         /// (`tee`) through a read end; empty for a write end.
         data: Vec<u8>,
+        /// A read end whose pipe had no writer left anywhere (`POLLHUP`):
+        /// it is recreated with its bytes and no write end.
+        #[serde(default)]
+        writers_gone: bool,
     },
     Socket {
         inode: u64,

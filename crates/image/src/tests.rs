@@ -186,6 +186,7 @@ fn fds() -> Vec<FdMeta> {
                 path: "".to_string(),
                 capacity: 65536,
                 data: b"in flight".to_vec(),
+                writers_gone: false,
             },
         },
     ]

@@ -19,9 +19,10 @@ pick() {
 
 i=1
 while [ "$i" -le "$steps" ]; do
-    echo "step $i begin"
     n=$(expr "$i" \* 3 + 5)
-    # seq's output waits in the pipe while the middle stage sleeps
+    echo "step $i begin"
+    # seq's output waits in the pipe while the middle stage sleeps (the
+    # test checkpoints right after a "begin" line: mostly in this sleep)
     seq 1 "$n" | { sleep 0.1; sort -rn; } |
         awk -v s="$i" 'NR <= 3 { printf "step %d top %d\n", s, $1 }
                        { t += $1 }

@@ -381,9 +381,12 @@ fn place(newfd: i32, target: i32, cloexec: bool) {
             libc::dup3(newfd, target, if cloexec { libc::O_CLOEXEC } else { 0 });
             libc::close(newfd);
         }
-    } else if cloexec {
+    } else {
+        // The descriptor may come from F_DUPFD_CLOEXEC: set the flag either
+        // way.
+        let flag = if cloexec { libc::FD_CLOEXEC } else { 0 };
         // SAFETY: flag change on our own descriptor.
-        unsafe { libc::fcntl(target, libc::F_SETFD, libc::FD_CLOEXEC) };
+        unsafe { libc::fcntl(target, libc::F_SETFD, flag) };
     }
 }
 

@@ -38,7 +38,20 @@ pub fn save(fd: i32, link: &str, flags: i32, inode: u64) -> FdKind {
         path,
         capacity,
         data,
+        writers_gone: readable && no_writers(fd),
     }
+}
+
+/// Whether the pipe `fd` reads from has no writer left (`POLLHUP`).
+fn no_writers(fd: i32) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: poll on one descriptor with a zero timeout.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n == 1 && p.revents & libc::POLLHUP != 0
 }
 
 /// The bytes in the pipe `fd` reads from, left in place.
