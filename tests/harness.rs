@@ -143,11 +143,16 @@ pub fn unprivileged_user() -> Option<(u32, u32)> {
 
 /// Whether `pid` still exists, other than as a zombie that is not ours to
 /// reap (an orphan waiting for PID 1, which reaps slowly on these machines).
-/// Whether `pid` still exists, zombies included: a zombie holds its pid
-/// until it is reaped (our reaper takes adopted ones within 20 ms), and a
-/// restart that wants the pid back must wait for that.
 fn alive(pid: u32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => {
+            let zombie = s
+                .rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
+            !zombie || !is_adopted(pid as i32)
+        }
+        Err(_) => false,
+    }
 }
 
 /// A test's private world.
