@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use anyhow::Context;
 use hiber_image::Image;
@@ -167,16 +167,13 @@ fn open(m: &FdMeta) -> anyhow::Result<OwnedFd> {
     if ready.unlink_after_open {
         let _ = std::fs::remove_file(&ready.path);
     }
-    // SAFETY: fstat/ftruncate/lseek on our own descriptor.
-    unsafe {
-        let mut st: libc::stat = std::mem::zeroed();
-        if libc::fstat(fd, &mut st) == 0 && st.st_mode & libc::S_IFMT == libc::S_IFREG {
-            let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
-            if writable && st.st_size as u64 > *size {
-                libc::ftruncate(fd, *size as libc::off_t);
-            }
-            libc::lseek(fd, *offset as libc::off_t, libc::SEEK_SET);
-        }
+    let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
+    if let Some(now) = hiber_image::ghost::settle(f.as_fd(), writable, *size, *offset)
+        .with_context(|| format!("restoring {path}"))?
+    {
+        eprintln!(
+            "hiber: warning: {path} is shorter than at the checkpoint ({now} < {size} bytes)"
+        );
     }
     Ok(f)
 }

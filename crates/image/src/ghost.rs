@@ -6,6 +6,10 @@
 //! unlinked again (CRIU calls these ghost files). With
 //! `--ckpt-open-files`, a file that still exists gets its checkpoint
 //! contents written back, so the program finds what it left.
+//!
+//! [`settle`] then puts a reopened file where the checkpoint left it; both
+//! the agent (a process's own files) and `hiber restart` (files several
+//! processes share) use these two steps.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -68,4 +72,32 @@ pub fn prepare(
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Puts a reopened regular file where the checkpoint left it: a file open
+/// for writing that grew since is cut back to its checkpoint `size` (an
+/// appending program then rewrites exactly what it wrote after the
+/// checkpoint instead of duplicating it), and the offset goes back to
+/// `offset`. Returns the file's size when it is shorter than at the
+/// checkpoint (kept as is: the caller may warn). Other kinds of file are
+/// left alone.
+pub fn settle(
+    fd: std::os::fd::BorrowedFd<'_>,
+    writable: bool,
+    size: u64,
+    offset: u64,
+) -> std::io::Result<Option<u64>> {
+    use std::io::{Seek, SeekFrom};
+    // A duplicate shares the open file description, so its offset too.
+    let mut f = std::fs::File::from(fd.try_clone_to_owned()?);
+    let md = f.metadata()?;
+    if !md.is_file() {
+        return Ok(None);
+    }
+    let now = md.len();
+    if writable && now > size {
+        f.set_len(size)?;
+    }
+    f.seek(SeekFrom::Start(offset))?;
+    Ok((now < size).then_some(now))
 }

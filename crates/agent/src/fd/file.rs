@@ -78,25 +78,16 @@ pub fn restore(m: &FdMeta, warnings: &mut Vec<String>) -> Result<i32, String> {
             if ready.unlink_after_open {
                 let _ = std::fs::remove_file(&ready.path);
             }
-            // SAFETY: fstat into a zeroed struct on our fresh descriptor.
-            let mut st: libc::stat = unsafe { std::mem::zeroed() };
-            // SAFETY: as above.
-            let is_reg = unsafe { libc::fstat(fd, &mut st) } == 0
-                && st.st_mode & libc::S_IFMT == libc::S_IFREG;
-            if is_reg {
-                let now = st.st_size as u64;
-                let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
-                if now > *size && writable {
-                    // SAFETY: truncating the file this fd was writing.
-                    unsafe { libc::ftruncate(fd, *size as libc::off_t) };
-                } else if now < *size {
-                    warnings.push(format!(
-                        "fd {}: {path} is shorter than at the checkpoint ({now} < {size} bytes)",
-                        m.fd
-                    ));
-                }
-                // SAFETY: seeking our own descriptor.
-                unsafe { libc::lseek(fd, *offset as libc::off_t, libc::SEEK_SET) };
+            let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
+            // SAFETY: `fd` was just opened above and stays open while borrowed.
+            let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            match hiber_image::ghost::settle(borrowed, writable, *size, *offset) {
+                Ok(Some(now)) => warnings.push(format!(
+                    "fd {}: {path} is shorter than at the checkpoint ({now} < {size} bytes)",
+                    m.fd
+                )),
+                Ok(None) => {}
+                Err(e) => warnings.push(format!("fd {}: {path}: {e}", m.fd)),
             }
             Ok(fd)
         }
