@@ -33,6 +33,7 @@ mod config;
 mod events;
 mod exec;
 mod fd;
+mod fork;
 mod gate;
 mod log;
 mod mechanisms;

@@ -295,47 +295,13 @@ pub unsafe extern "C" fn pthread_create(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn fork() -> libc::pid_t {
     let f = real!("fork", ForkFn);
-    let pass = crate::gate::Pass::enter();
-    let joining = crate::checkpoint::fork_prepare();
-    // The parent returns only once the child has joined: otherwise a
-    // checkpoint could stop the parent and complete before the child's
-    // hello reached the coordinator, and the generation would lack the
-    // child its parent knows.
-    let mut joined = [-1i32; 2];
-    if joining.is_some() {
-        // SAFETY: pipe2 writes two descriptors into `joined`.
-        if unsafe { libc::pipe2(joined.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-            joined = [-1, -1];
-        }
-    }
+    let fork = crate::fork::Fork::enter();
     // SAFETY: no arguments.
     let pid = unsafe { f() };
     if pid == 0 {
-        // The child is a new, single-threaded process: it joins the
-        // computation before the program sees `fork` return.
-        std::mem::forget(pass);
-        crate::gate::reset_after_fork();
-        if let Some(st) = joining {
-            crate::checkpoint::fork_child(st);
-        }
-        // SAFETY: our own ends of the pipe; closing the write end tells the
-        // parent we joined (or gave up).
-        unsafe {
-            libc::close(joined[0]);
-            libc::close(joined[1]);
-        }
-    } else if joined[0] >= 0 {
-        // SAFETY: closing our write end, then waiting for end-of-file.
-        unsafe {
-            libc::close(joined[1]);
-            let mut b = 0u8;
-            if pid > 0 {
-                while libc::read(joined[0], (&mut b as *mut u8).cast(), 1) < 0
-                    && *libc::__errno_location() == libc::EINTR
-                {}
-            }
-            libc::close(joined[0]);
-        }
+        fork.child();
+    } else {
+        fork.parent(pid);
     }
     pid
 }

@@ -126,6 +126,11 @@ pub fn read(fd: i32, buf: &mut [u8]) -> SysResult {
     sys!(read, fd, buf.as_mut_ptr(), buf.len())
 }
 
+/// `pipe2(fds, flags)`.
+pub fn pipe2(fds: &mut [i32; 2], flags: u32) -> SysResult {
+    sys!(pipe2, fds.as_mut_ptr(), flags)
+}
+
 pub fn pread(fd: i32, buf: &mut [u8], off: u64) -> SysResult {
     sys!(pread64, fd, buf.as_mut_ptr(), buf.len(), off)
 }
