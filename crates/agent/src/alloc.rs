@@ -12,9 +12,16 @@
 //! Allocations in that window come from a bump arena (reset by the next
 //! freeze; nothing allocated there outlives the checkpoint), and frees are
 //! dropped.
+//!
+//! A copy of the process must not catch another thread inside dlmalloc:
+//! the child would find dlmalloc's lock taken for ever. `fork` runs
+//! dlmalloc's `pthread_atfork` handler, which takes that lock around the
+//! copy; `clone` used as fork (`shim.c`) runs no atfork handlers, so it
+//! [holds](hiber_internal_alloc_hold) the allocator instead: every call
+//! into dlmalloc is counted, and the hold waits until none is left.
 
 use std::alloc::{GlobalAlloc, Layout};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering::*};
 
 const ARENA: usize = 16 << 20;
 
@@ -22,6 +29,10 @@ static DL: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
 static FROZEN: AtomicBool = AtomicBool::new(false);
 static ARENA_BASE: AtomicUsize = AtomicUsize::new(0);
 static ARENA_NEXT: AtomicUsize = AtomicUsize::new(0);
+/// Calls into dlmalloc in progress, plus [`HELD`] while a copy of the
+/// process holds the allocator.
+static USERS: AtomicU32 = AtomicU32::new(0);
+const HELD: u32 = 1 << 31;
 
 pub struct AgentAlloc;
 
@@ -97,6 +108,65 @@ pub fn restarted() {
     FROZEN.store(false, Release);
 }
 
+/// Runs `f` (a call into dlmalloc) counted in [`USERS`], after any hold.
+fn counted<R>(f: impl FnOnce() -> R) -> R {
+    loop {
+        let u = USERS.load(Acquire);
+        if u & HELD != 0 {
+            hiber_sys::futex_wait(&USERS, u);
+        } else if USERS
+            .compare_exchange_weak(u, u + 1, AcqRel, Relaxed)
+            .is_ok()
+        {
+            break;
+        }
+    }
+    let r = f();
+    if USERS.fetch_sub(1, AcqRel) == HELD | 1 {
+        // The last one out: the holder waits for this.
+        hiber_sys::futex_wake(&USERS);
+    }
+    r
+}
+
+// ---- for shim.c ------------------------------------------------------------
+
+/// Waits until no thread is inside dlmalloc and keeps every thread out
+/// (they wait) until [`hiber_internal_alloc_release`]. For the copy of
+/// the process in `clone` used as fork, and around `fork` (an atfork
+/// handler), so that neither copies dlmalloc's lock taken. The holding
+/// thread must not allocate until it releases.
+#[unsafe(no_mangle)]
+pub extern "C" fn hiber_internal_alloc_hold() {
+    // One holder at a time.
+    loop {
+        let u = USERS.load(Acquire);
+        if u & HELD != 0 {
+            hiber_sys::futex_wait(&USERS, u);
+        } else if USERS
+            .compare_exchange_weak(u, u | HELD, AcqRel, Relaxed)
+            .is_ok()
+        {
+            break;
+        }
+    }
+    loop {
+        let u = USERS.load(Acquire);
+        if u == HELD {
+            return;
+        }
+        hiber_sys::futex_wait(&USERS, u);
+    }
+}
+
+/// Ends [`hiber_internal_alloc_hold`], in the holder and in the copy (which
+/// has the hold too).
+#[unsafe(no_mangle)]
+pub extern "C" fn hiber_internal_alloc_release() {
+    USERS.fetch_and(!HELD, AcqRel);
+    hiber_sys::futex_wake(&USERS);
+}
+
 // SAFETY: every path returns memory valid for `layout` (dlmalloc's, or a
 // disjoint, aligned piece of the arena) or null, and memory is only ever
 // given back to the allocator it came from (arena pieces never are).
@@ -109,7 +179,7 @@ unsafe impl GlobalAlloc for AgentAlloc {
             }
         }
         // SAFETY: forwarded contract.
-        unsafe { DL.alloc(layout) }
+        counted(|| unsafe { DL.alloc(layout) })
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
@@ -117,13 +187,13 @@ unsafe impl GlobalAlloc for AgentAlloc {
             return;
         }
         // SAFETY: `ptr` came from dlmalloc with this layout.
-        unsafe { DL.dealloc(ptr, layout) }
+        counted(|| unsafe { DL.dealloc(ptr, layout) })
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         if !in_arena(ptr) && !FROZEN.load(Acquire) {
             // SAFETY: forwarded contract.
-            return unsafe { DL.realloc(ptr, layout, new_size) };
+            return counted(|| unsafe { DL.realloc(ptr, layout, new_size) });
         }
         // SAFETY: the GlobalAlloc contract makes this a valid layout.
         let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
