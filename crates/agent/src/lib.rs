@@ -20,6 +20,7 @@
 //! - `events` — callbacks and plugins around a checkpoint;
 //! - `wrappers` — libc functions wrapped so a checkpoint is invisible;
 //! - `exec` — the agent's environment carried across `exec`;
+//! - `shim` (with `shim.c`) — the variadic `execl*` and `clone`;
 //! - `signals` — the checkpoint signal hidden from the program.
 //!
 //! The agent has its own allocator (`alloc`): its code may allocate while
@@ -41,6 +42,7 @@ mod mem;
 mod next;
 mod procfs;
 mod restart;
+mod shim;
 mod signals;
 mod state;
 mod threads;
