@@ -141,7 +141,10 @@ HIDDEN int hiber_shim_execle(const char *path, const char *arg, ...) {
  * the parent's coordinator socket under it). Those go to glibc's clone
  * untouched. Every other clone is a fork on another stack, and gets the
  * fork wrapper's sequence (fork.rs): enter before the copy, the child
- * joins the computation before `fn` runs, the parent returns once it has. */
+ * joins the computation before `fn` runs, the parent returns once it has.
+ * The child joins on the stack the caller gave clone, before `fn`: that
+ * takes some 6 KiB of it (measured: connecting, starting the checkpoint
+ * thread), well within what a stack for `fn` has. */
 #define SHARES_WITH_CHILD (CLONE_VM | CLONE_THREAD | CLONE_SIGHAND | CLONE_SETTLS | CLONE_FILES)
 
 typedef int (*clone_fn)(int (*)(void *), void *, int, void *, ...);
