@@ -53,11 +53,13 @@ void hiber_internal_alloc_release(void);
  * build it, and the calls go to the exported execv/execvp/execve, which are
  * the agent's wrappers (this library comes before libc in the lookup
  * order): they put LD_PRELOAD and HIBER_* back into the environment and
- * call libc's.
+ * call libc's. (Those wrappers allocate, from the agent's own allocator,
+ * as they do when the program calls them directly.)
  *
  * The counting loops are glibc's (posix/execl.c): argv[0] is `arg`, the
- * variadic list is read up to and including its terminating NULL, and
- * more than INT_MAX arguments fail with E2BIG. */
+ * variadic list is read up to and including its terminating NULL (so, as
+ * in glibc, `arg` itself is never taken for the terminator), and more
+ * than INT_MAX arguments fail with E2BIG. */
 
 /* Number of variadic arguments before the terminating NULL, plus one for
  * `arg`; -1 (errno E2BIG) if that exceeds INT_MAX. `ap` is the caller's
