@@ -3,5 +3,21 @@
 //! another path) loads one agent, not two.
 fn main() {
     println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libhiber.so");
+    if let Some(dir) = gcc_lib_dir() {
+        println!("cargo:rustc-link-search=native={dir}");
+        println!("cargo:rustc-link-lib=static=gcc_eh");
+    }
     println!("cargo:rerun-if-changed=build.rs");
+}
+
+fn gcc_lib_dir() -> Option<String> {
+    let out = std::process::Command::new("cc")
+        .arg("-print-file-name=libgcc_eh.a")
+        .output()
+        .ok()?;
+    let path = String::from_utf8(out.stdout).ok()?;
+    let path = std::path::Path::new(path.trim());
+    path.is_absolute()
+        .then(|| path.parent().map(|p| p.display().to_string()))
+        .flatten()
 }

@@ -17,6 +17,49 @@ pub struct Config {
     pub carried: Vec<(String, String)>,
     /// `hiber launch --ckpt-open-files`: save the contents of open files.
     pub ckpt_open_files: bool,
+    /// The coordinator connection the image before `exec` left open for
+    /// this one (`HIBER_CONN`, see `exec.rs`).
+    pub adopt: Option<Adopt>,
+}
+
+/// What `HIBER_CONN` carries across an `exec`: the connection's descriptor
+/// and who this process is in the computation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Adopt {
+    /// The process that exec'd: only the image right after its exec (same
+    /// pid) takes the connection, never a child that inherited the
+    /// variable through a program that did not load the agent.
+    pub pid: u32,
+    pub fd: i32,
+    pub computation: u64,
+    pub process_id: u64,
+    pub generation: u64,
+    pub host_pid: u32,
+}
+
+/// The variable that hands the connection to the next image.
+pub const CONN_VAR: &str = "HIBER_CONN";
+
+impl Adopt {
+    pub fn encode(&self) -> String {
+        format!(
+            "{}:{}:{:x}:{}:{}:{}",
+            self.pid, self.fd, self.computation, self.process_id, self.generation, self.host_pid
+        )
+    }
+
+    pub fn decode(v: &str) -> Option<Adopt> {
+        let mut it = v.split(':');
+        let a = Adopt {
+            pid: it.next()?.parse().ok()?,
+            fd: it.next()?.parse().ok()?,
+            computation: u64::from_str_radix(it.next()?, 16).ok()?,
+            process_id: it.next()?.parse().ok()?,
+            generation: it.next()?.parse().ok()?,
+            host_pid: it.next()?.parse().ok()?,
+        };
+        (it.next().is_none() && a.fd >= 0).then_some(a)
+    }
 }
 
 static CONFIG: OnceLock<Config> = OnceLock::new();
@@ -55,9 +98,19 @@ pub fn init() {
         debug: flag("HIBER_DEBUG", false),
         ckpt_open_files: flag("HIBER_CKPT_OPEN_FILES", false),
         carried: std::env::vars()
-            .filter(|(k, _)| k == "LD_PRELOAD" || k.starts_with("HIBER_"))
+            .filter(|(k, _)| k == "LD_PRELOAD" || (k.starts_with("HIBER_") && k != CONN_VAR))
             .collect(),
+        adopt: var(CONN_VAR)
+            .and_then(|v| Adopt::decode(&v))
+            .filter(|a| a.pid == hiber_sys::getpid()),
     };
+    // Meant for this image only: the program and its children must not
+    // see it (a child would take a descriptor number for our socket).
+    if std::env::var_os(CONN_VAR).is_some() {
+        // SAFETY: in the library's constructor, before any thread of ours
+        // exists and before the program's main.
+        unsafe { std::env::remove_var(CONN_VAR) };
+    }
     let _ = CONFIG.set(cfg);
 }
 
@@ -72,6 +125,7 @@ pub fn get() -> &'static Config {
         debug: false,
         carried: Vec::new(),
         ckpt_open_files: false,
+        adopt: None,
     })
 }
 
@@ -80,4 +134,25 @@ pub fn get() -> &'static Config {
 fn is_hiber_cli() -> bool {
     // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name.
     !unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"HIBER_CLI".as_ptr()) }.is_null()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Adopt;
+
+    #[test]
+    fn the_connection_handover_round_trips() {
+        let a = Adopt {
+            pid: 77,
+            fd: 900,
+            computation: 0xdead_beef_0123_4567,
+            process_id: 12,
+            generation: 3,
+            host_pid: 0,
+        };
+        assert_eq!(Adopt::decode(&a.encode()), Some(a));
+        assert_eq!(Adopt::decode("77:900:1:2:3"), None);
+        assert_eq!(Adopt::decode("77:-1:1:2:3:4"), None);
+        assert_eq!(Adopt::decode("77:900:1:2:3:4:5"), None);
+    }
 }

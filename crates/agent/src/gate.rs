@@ -30,6 +30,13 @@ pub fn own() {
     OWNER.store(hiber_sys::getpid(), Release);
 }
 
+/// Whether the calling process owns the agent's memory (`false` in a
+/// `vfork` child, which runs in its parent's).
+pub fn is_owner() -> bool {
+    let owner = OWNER.load(Acquire);
+    owner == 0 || owner == hiber_sys::getpid()
+}
+
 /// Holds the gate open for one wrapper call (a no-op in a `vfork` child).
 pub struct Pass(bool);
 

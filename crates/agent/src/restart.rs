@@ -20,6 +20,7 @@ use crate::{fd, log};
 pub extern "C" fn checkpoint_thread_start(_arg: u64) -> ! {
     // The image was saved with the allocator frozen.
     crate::alloc::restarted();
+    checkpoint::forget_spare();
     // Per-thread kernel state of this thread: rseq (glibc registered one
     // for it when it was created as a pthread).
     let fs = hiber_sys::arch_get_fs();

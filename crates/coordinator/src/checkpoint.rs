@@ -317,6 +317,24 @@ impl Coordinator {
         self.send(token, &msg);
     }
 
+    /// Sends the running checkpoint's request again to `token` if it is a
+    /// member that has not suspended yet.
+    pub(crate) fn checkpoint_ask_again(&mut self, token: Token) {
+        let Some(ck) = self.ckpt.as_ref() else { return };
+        let waiting = ck.phase == Phase::Suspending
+            && ck
+                .members
+                .get(&token)
+                .is_some_and(|m| m.step == Step::Started);
+        if waiting {
+            let msg = FromCoord::Checkpoint {
+                generation: ck.generation,
+                options: ck.options.clone(),
+            };
+            self.send(token, &msg);
+        }
+    }
+
     /// A member announced its exit. One that has not suspended yet is simply
     /// left out (its image is not needed: it will not exist at restart).
     pub(crate) fn checkpoint_member_exiting(&mut self, token: Token, label: &str) {

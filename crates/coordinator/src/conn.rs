@@ -19,6 +19,18 @@ pub(crate) enum Kind {
     Pending,
     Control,
     Process(Proc),
+    /// A process's connection for its next fork child (`Role::Spare`).
+    Spare(Spare),
+}
+
+pub(crate) struct Spare {
+    /// Process id of the process that opened it.
+    pub owner: u64,
+    /// The child's process id, already sent in the `Welcome`.
+    pub id: u64,
+    /// Messages the child sent before its parent's `Forked` arrived
+    /// (they travel on two connections); replayed once it is a process.
+    pub early: Vec<ToCoord>,
 }
 
 pub(crate) struct Proc {
@@ -197,6 +209,8 @@ pub(crate) fn msg_name(msg: &ToCoord) -> &'static str {
         ToCoord::KvGet { .. } => "KvGet",
         ToCoord::Exiting { .. } => "Exiting",
         ToCoord::Settings { .. } => "Settings",
+        ToCoord::Forked { .. } => "Forked",
+        ToCoord::Execd { .. } => "Execd",
         ToCoord::Status => "Status",
         ToCoord::List => "List",
         ToCoord::Checkpoint(_) => "Checkpoint",

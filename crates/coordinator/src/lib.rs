@@ -32,7 +32,7 @@ use mio::{Events, Interest, Poll, Token};
 use tracing::{debug, info, warn};
 
 use crate::checkpoint::{Checkpoint, Restart};
-use crate::conn::{Conn, Input, Kind, Proc, Settings};
+use crate::conn::{Conn, Input, Kind, Proc, Settings, Spare};
 use crate::user_barrier::UserBarriers;
 
 /// A freshly started coordinator with `exit_on_last` gives up when no
@@ -95,6 +95,8 @@ pub struct Coordinator {
     hello_queue: VecDeque<(Instant, Token)>,
     /// Connected processes by process id.
     ids: HashMap<u64, Token>,
+    /// Spare connections (`Role::Spare`) by the process id they carry.
+    spares: HashMap<u64, Token>,
 
     computation: u64,
     /// Last completed checkpoint generation.
@@ -156,6 +158,7 @@ pub fn bind(config: Config) -> Result<Coordinator> {
         dead: Vec::new(),
         hello_queue: VecDeque::new(),
         ids: HashMap::new(),
+        spares: HashMap::new(),
         computation: u64::from_le_bytes(id),
         generation: 0,
         next_process_id: 1,
@@ -371,9 +374,20 @@ impl Coordinator {
             if let Some(ck) = self.ckpt.as_mut().filter(|ck| ck.requester == Some(token)) {
                 ck.requester = None;
             }
-            if let Kind::Process(p) = c.kind {
-                self.ids.remove(&p.id);
-                self.on_process_left(token, p, &reason);
+            match c.kind {
+                Kind::Process(p) => {
+                    self.ids.remove(&p.id);
+                    self.on_process_left(token, p, &reason);
+                }
+                Kind::Spare(sp) => {
+                    self.spares.remove(&sp.id);
+                    debug!(
+                        owner = sp.owner,
+                        id = sp.id,
+                        "spare connection closed: {reason}"
+                    );
+                }
+                _ => {}
             }
         }
     }
@@ -405,6 +419,10 @@ impl Coordinator {
         match frame::decode::<ToCoord>(body) {
             Ok(msg) => {
                 debug!(?token, msg = conn::msg_name(&msg), "received");
+                if let Some(Kind::Spare(sp)) = self.conns.get_mut(&token).map(|c| &mut c.kind) {
+                    sp.early.push(msg);
+                    return;
+                }
                 self.on_message(token, is_process, msg);
             }
             Err(e) => self.close(token, &format!("malformed message: {e}")),
@@ -450,6 +468,13 @@ impl Coordinator {
         }
         let (kind, process_id) = match hello.role {
             Role::Control => (Kind::Control, 0),
+            Role::Spare { owner } => {
+                let id = self.next_process_id;
+                self.next_process_id += 1;
+                self.spares.insert(id, token);
+                let early = Vec::new();
+                (Kind::Spare(Spare { owner, id, early }), id)
+            }
             Role::Process(ph) => match self.admit(&ph) {
                 Ok(id) => (Kind::Process(new_proc(id, ph)), id),
                 Err(reason) => return self.refuse(token, reason),
@@ -561,6 +586,8 @@ impl Coordinator {
             | ToCoord::CheckpointFailed { .. }
             | ToCoord::Exiting { .. }
             | ToCoord::Settings { .. }
+            | ToCoord::Forked { .. }
+            | ToCoord::Execd { .. }
                 if !is_process =>
             {
                 let m = format!("{} is only accepted from a process", conn::msg_name(&msg));
@@ -578,6 +605,12 @@ impl Coordinator {
                 self.on_checkpoint_failed(token, generation, &error);
             }
             ToCoord::Exiting { status } => self.on_exiting(token, status),
+            ToCoord::Forked {
+                spare,
+                real_pid,
+                virtual_pid,
+            } => self.on_forked(token, spare, real_pid, virtual_pid),
+            ToCoord::Execd { program } => self.on_execd(token, program),
             ToCoord::Settings {
                 ckpt_dir,
                 compress,
@@ -655,6 +688,72 @@ impl Coordinator {
         }
     }
 
+    /// The parent's word that its child took over spare connection
+    /// `spare`: from now on that connection is the child, a process of the
+    /// computation like one that joined with a hello, named and set up like
+    /// its parent.
+    fn on_forked(&mut self, token: Token, spare: u64, real_pid: u32, virtual_pid: u32) {
+        let Some(parent) = self.conns.get(&token).and_then(Conn::process) else {
+            return;
+        };
+        let (parent_id, host, program, settings) = (
+            parent.id,
+            parent.host.clone(),
+            parent.program.clone(),
+            parent.settings.clone(),
+        );
+        let Some(&child) = self.spares.get(&spare) else {
+            // The child already exited (its spare closed first).
+            debug!(spare, "forked child already gone");
+            return;
+        };
+        let Some(c) = self.conns.get_mut(&child) else {
+            return;
+        };
+        let early = match &mut c.kind {
+            Kind::Spare(sp) if sp.owner == parent_id => std::mem::take(&mut sp.early),
+            _ => {
+                warn!(
+                    spare,
+                    "process {parent_id} claims a spare connection it does not own"
+                );
+                return;
+            }
+        };
+        self.spares.remove(&spare);
+        let ph = ProcessHello {
+            real_pid,
+            virtual_pid,
+            host,
+            program,
+            restarted: None,
+        };
+        let mut p = new_proc(spare, ph);
+        p.settings = settings;
+        let (label, host) = (p.label(), p.host.clone());
+        info!(process = %label, id = spare, parent = parent_id, "process forked");
+        c.kind = Kind::Process(p);
+        self.ids.insert(spare, child);
+        self.empty_deadline = None;
+        self.checkpoint_joined(child, label, host);
+        for msg in early {
+            self.on_message(child, true, msg);
+        }
+    }
+
+    /// A process exec'd; its new image kept the connection. A checkpoint
+    /// request the old image had taken off the socket died with it, so a
+    /// member that has not suspended yet is asked again (the agent ignores
+    /// a repeat of the generation it is in).
+    fn on_execd(&mut self, token: Token, program: String) {
+        let Some(p) = self.conns.get_mut(&token).and_then(Conn::process_mut) else {
+            return;
+        };
+        debug!(process = %p.label(), %program, "process exec'd");
+        p.program = program;
+        self.checkpoint_ask_again(token);
+    }
+
     fn process_list(&self) -> Vec<ProcessEntry> {
         let mut list: Vec<ProcessEntry> = self
             .conns
@@ -706,6 +805,10 @@ impl Coordinator {
             let Some(c) = self.conns.get(&token) else {
                 continue;
             };
+            if matches!(c.kind, Kind::Spare(_)) {
+                self.close(token, "killed");
+                continue;
+            }
             let Some(p) = c.process() else { continue };
             // pid 0/1 or our own pid would hit a process group, init or us.
             let pid = libc::pid_t::try_from(p.real_pid).unwrap_or(0);

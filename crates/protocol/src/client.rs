@@ -97,6 +97,128 @@ impl Connection {
         }
     }
 
+    /// Opens a spare connection for process `owner`'s next fork child
+    /// (`Role::Spare`): connects and sends the hello, but does not wait for
+    /// the answer, which [`welcome`](Self::welcome) reads later (by then it
+    /// has long arrived).
+    pub fn open_spare(
+        addr: &str,
+        owner: u64,
+        cookie: &[u8; COOKIE_LEN],
+    ) -> Result<Connection, ClientError> {
+        let stream = open(addr)?;
+        let mut conn = Connection {
+            stream,
+            addr: addr.to_string(),
+            rbuf: FrameBuf::new(),
+        };
+        conn.write(&Hello {
+            version: PROTOCOL_VERSION,
+            cookie: *cookie,
+            role: Role::Spare { owner },
+        })?;
+        Ok(conn)
+    }
+
+    /// Reads the coordinator's answer to the hello of a connection made by
+    /// [`open_spare`](Self::open_spare).
+    pub fn welcome(&mut self) -> Result<Welcome, ClientError> {
+        match self.read(Some(HANDSHAKE_TIMEOUT))? {
+            Some(HelloReply::Welcome(w)) => Ok(w),
+            Some(HelloReply::Refused(reason)) => Err(ClientError::Refused {
+                addr: self.addr.clone(),
+                reason,
+            }),
+            None => {
+                let e = io::Error::new(io::ErrorKind::TimedOut, "no answer to our hello");
+                Err(self.frame_err(e.into()))
+            }
+        }
+    }
+
+    /// Takes over an authenticated connection this process inherited as
+    /// descriptor `fd` (across `exec`, from the image before).
+    ///
+    /// # Safety
+    /// `fd` must be an open TCP socket that nothing else in this process
+    /// owns; the connection closes it when dropped.
+    pub unsafe fn from_raw_fd(fd: RawFd, addr: &str) -> Connection {
+        use std::os::fd::FromRawFd;
+        Connection {
+            // SAFETY: caller's contract.
+            stream: unsafe { TcpStream::from_raw_fd(fd) },
+            addr: addr.to_string(),
+            rbuf: FrameBuf::new(),
+        }
+    }
+
+    /// Waits for the next message and takes it off the socket with a single
+    /// `recv` once it is complete there. A thread killed at any point (by
+    /// another thread's `exec`) thus consumed whole messages or nothing,
+    /// and whoever inherits the socket finds it at a message boundary.
+    pub fn recv_whole(&mut self) -> Result<FromCoord, ClientError> {
+        if self.rbuf.buffered() > 0 {
+            return self.recv();
+        }
+        let fd = self.stream.as_raw_fd();
+        let mut buf: Vec<u8> = vec![0u8; 4096];
+        loop {
+            let mut pfd = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one pollfd on the stack.
+            let r = unsafe { libc::poll(&mut pfd, 1, -1) };
+            if r < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(self.frame_err(e.into()));
+            }
+            // SAFETY: peeking into our own buffer.
+            let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_PEEK) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(self.frame_err(e.into()));
+            }
+            let n = n as usize;
+            if n == 0 {
+                return Err(self.frame_err(FrameError::Closed));
+            }
+            if n < 4 {
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+            let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+            if len > crate::MAX_FRAME {
+                // Let the ordinary path report it.
+                return self.recv();
+            }
+            if buf.len() < 4 + len {
+                buf.resize(4 + len, 0);
+                continue;
+            }
+            if n < 4 + len {
+                // The rest is on its way (a frame split by the sender).
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+            // SAFETY: reading exactly one frame into our own buffer.
+            let got =
+                unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), 4 + len, libc::MSG_WAITALL) };
+            if got != (4 + len) as isize {
+                let e = io::Error::new(io::ErrorKind::UnexpectedEof, "short read of a frame");
+                return Err(self.frame_err(e.into()));
+            }
+            return frame::decode(&buf[4..4 + len]).map_err(|e| self.frame_err(e));
+        }
+    }
+
     pub fn send(&mut self, msg: &ToCoord) -> Result<(), ClientError> {
         self.write(msg)
     }
