@@ -56,6 +56,25 @@ pub struct Shared {
     pub standalone: bool,
     /// Image path chosen by the program (standalone mode).
     pub image_override: Option<String>,
+    /// The coordinator's local socket (`Welcome::local`; empty: none).
+    pub local: String,
+}
+
+impl Shared {
+    /// Opens a new connection with `open`: to the local socket when there
+    /// is one (falling back to TCP if it cannot be reached, e.g. from
+    /// another network namespace), else to the coordinator's address.
+    pub fn connect<T>(
+        &self,
+        open: impl Fn(&str) -> Result<T, hiber_protocol::client::ClientError>,
+    ) -> Result<T, String> {
+        if !self.local.is_empty()
+            && let Ok(t) = open(&hiber_protocol::client::local_addr(&self.local))
+        {
+            return Ok(t);
+        }
+        open(&self.coord).map_err(|e| e.to_string())
+    }
 }
 
 pub static SHARED: Mutex<Option<Shared>> = Mutex::new(None);
@@ -147,6 +166,7 @@ fn start_adopted(mut conn: Connection, a: &config::Adopt, program: String) -> Re
             host_pid: a.host_pid,
             standalone: false,
             image_override: None,
+            local: a.local.clone(),
         }
     });
     conn.send(&ToCoord::Execd { program })
@@ -188,8 +208,7 @@ pub fn refill_spare() {
         return;
     }
     let opened = cookie().and_then(|c| {
-        let mut conn =
-            Connection::open_spare(&s.coord, s.process_id, &c).map_err(|e| e.to_string())?;
+        let mut conn = s.connect(|addr| Connection::open_spare(addr, s.process_id, &c))?;
         conn.relocate_fd(fd::AGENT_FD_BASE)
             .map_err(|e| e.to_string())?;
         Ok(conn)
@@ -290,6 +309,7 @@ pub fn start() -> Result<(), String> {
             generation: welcome.generation,
             program,
             coord: cfg.coord.clone(),
+            local: welcome.local,
             ckpt_dir: cfg.ckpt_dir.clone(),
             compress: cfg.compress,
             sync: cfg.sync,
@@ -373,8 +393,9 @@ pub fn fork_child(st: ForkState) {
     };
     let joined = cookie()
         .and_then(|c| {
-            Connection::connect_with_cookie(&parent.coord, Role::Process(hello), &c)
-                .map_err(|e| e.to_string())
+            parent.connect(|addr| {
+                Connection::connect_with_cookie(addr, Role::Process(hello.clone()), &c)
+            })
         })
         .and_then(|(mut conn, welcome)| {
             conn.relocate_fd(fd::AGENT_FD_BASE)
@@ -396,6 +417,7 @@ pub fn fork_child(st: ForkState) {
             computation: welcome.computation,
             process_id: welcome.process_id,
             generation: welcome.generation,
+            local: welcome.local,
             virtual_pid: pid,
             host_pid: 0,
             image_override: None,
@@ -436,6 +458,7 @@ pub fn start_standalone(image: String, compress: bool, sync: bool) -> Result<(),
             host_pid: 0,
             standalone: true,
             image_override: Some(image),
+            local: String::new(),
         }
     });
     spawn_thread(Link::Alone)

@@ -35,6 +35,8 @@ pub struct Adopt {
     pub process_id: u64,
     pub generation: u64,
     pub host_pid: u32,
+    /// The coordinator's local socket name (may be empty).
+    pub local: String,
 }
 
 /// The variable that hands the connection to the next image.
@@ -43,8 +45,14 @@ pub const CONN_VAR: &str = "HIBER_CONN";
 impl Adopt {
     pub fn encode(&self) -> String {
         format!(
-            "{}:{}:{:x}:{}:{}:{}",
-            self.pid, self.fd, self.computation, self.process_id, self.generation, self.host_pid
+            "{}:{}:{:x}:{}:{}:{}:{}",
+            self.pid,
+            self.fd,
+            self.computation,
+            self.process_id,
+            self.generation,
+            self.host_pid,
+            self.local
         )
     }
 
@@ -57,6 +65,7 @@ impl Adopt {
             process_id: it.next()?.parse().ok()?,
             generation: it.next()?.parse().ok()?,
             host_pid: it.next()?.parse().ok()?,
+            local: it.next()?.to_string(),
         };
         (it.next().is_none() && a.fd >= 0).then_some(a)
     }
@@ -149,10 +158,12 @@ mod tests {
             process_id: 12,
             generation: 3,
             host_pid: 0,
+            local: "hiber-coordinator-7779-12".into(),
         };
         assert_eq!(Adopt::decode(&a.encode()), Some(a));
-        assert_eq!(Adopt::decode("77:900:1:2:3"), None);
-        assert_eq!(Adopt::decode("77:-1:1:2:3:4"), None);
-        assert_eq!(Adopt::decode("77:900:1:2:3:4:5"), None);
+        assert_eq!(Adopt::decode("77:900:1:2:3:4"), None);
+        assert_eq!(Adopt::decode("77:-1:1:2:3:4:"), None);
+        assert_eq!(Adopt::decode("77:900:1:2:3:4::5"), None);
+        assert!(Adopt::decode("77:900:1:2:3:4:").is_some());
     }
 }

@@ -85,6 +85,7 @@ pub unsafe fn prepare(envp: *const *const c_char, target: Target) -> Prepared {
             process_id: s.process_id,
             generation: s.generation,
             host_pid: s.host_pid,
+            local: s.local.clone(),
         }
         .encode()
     });
@@ -384,10 +385,10 @@ mod tests {
     #[test]
     fn the_connection_goes_to_the_next_image_only() {
         let mut v = vec![b"PATH=/bin".to_vec(), b"HIBER_CONN=5:1:2:3:0".to_vec()];
-        assert!(merge(&mut v, &[], "", Some("7:900:a:1:0:0")));
+        assert!(merge(&mut v, &[], "", Some("7:900:a:1:0:0:")));
         assert_eq!(
             v,
-            vec![b"PATH=/bin".to_vec(), b"HIBER_CONN=7:900:a:1:0:0".to_vec()]
+            vec![b"PATH=/bin".to_vec(), b"HIBER_CONN=7:900:a:1:0:0:".to_vec()]
         );
         assert!(merge(&mut v, &[], "", None));
         assert_eq!(v, vec![b"PATH=/bin".to_vec()]);

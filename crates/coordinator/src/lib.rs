@@ -27,12 +27,12 @@ use hiber_protocol::{
     FromCoord, Hello, HelloReply, PROTOCOL_VERSION, ProcessEntry, ProcessHello, Role, State,
     Status, ToCoord, Welcome,
 };
-use mio::net::TcpListener;
+use mio::net::{TcpListener, UnixListener};
 use mio::{Events, Interest, Poll, Token};
 use tracing::{debug, info, warn};
 
 use crate::checkpoint::{Checkpoint, Restart};
-use crate::conn::{Conn, Input, Kind, Proc, Settings, Spare};
+use crate::conn::{Conn, Input, Kind, Proc, Settings, Spare, Stream};
 use crate::user_barrier::UserBarriers;
 
 /// A freshly started coordinator with `exit_on_last` gives up when no
@@ -47,6 +47,7 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 const EXIT_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
 const LISTENER: Token = Token(0);
+const LOCAL_LISTENER: Token = Token(1);
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -83,6 +84,10 @@ pub struct Coordinator {
     config: Config,
     poll: Poll,
     listener: TcpListener,
+    /// The local socket (abstract, so nothing to clean up) and its name:
+    /// processes on this host use it for the connections they make often
+    /// (a fork child's), much cheaper than TCP on loopback.
+    local_listener: Option<(UnixListener, String)>,
     local_addr: SocketAddr,
     /// `HOST:PORT` a client on this host can connect to.
     addr_string: String,
@@ -137,6 +142,7 @@ pub fn bind(config: Config) -> Result<Coordinator> {
 
     let mut id = [0u8; 8];
     cookie::fill_random(&mut id).map_err(Error::Poll)?;
+    let local_listener = bind_local(&poll, local_addr.port());
     let connect_ip = match local_addr.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
         IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
@@ -151,10 +157,11 @@ pub fn bind(config: Config) -> Result<Coordinator> {
         config,
         poll,
         listener,
+        local_listener,
         local_addr,
         cookie,
         conns: HashMap::new(),
-        next_token: 1,
+        next_token: 2,
         dead: Vec::new(),
         hello_queue: VecDeque::new(),
         ids: HashMap::new(),
@@ -170,6 +177,24 @@ pub fn bind(config: Config) -> Result<Coordinator> {
         user_barriers: HashMap::new(),
         exiting: None,
     })
+}
+
+/// Listens on an abstract local socket named after our port and pid (one
+/// per coordinator on the host's network namespace); `None` if that fails,
+/// and processes then use TCP only.
+fn bind_local(poll: &Poll, port: u16) -> Option<(UnixListener, String)> {
+    use std::os::linux::net::SocketAddrExt;
+    let name = format!("hiber-coordinator-{port}-{}", std::process::id());
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).ok()?;
+    let listener = std::os::unix::net::UnixListener::bind_addr(&addr)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|e| warn!("no local socket, TCP only: {e}"))
+        .ok()?;
+    let mut listener = UnixListener::from_std(listener);
+    poll.registry()
+        .register(&mut listener, LOCAL_LISTENER, Interest::READABLE)
+        .ok()?;
+    Some((listener, name))
 }
 
 fn resolve_bind(host: &str, port: u16) -> Result<SocketAddr> {
@@ -215,6 +240,7 @@ impl Coordinator {
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(),
+                    LOCAL_LISTENER => self.accept_local(),
                     token => {
                         if event.is_writable() {
                             self.on_writable(token);
@@ -284,23 +310,11 @@ impl Coordinator {
     fn accept(&mut self) {
         loop {
             match self.listener.accept() {
-                Ok((mut stream, peer)) => {
-                    let token = Token(self.next_token);
-                    self.next_token += 1;
+                Ok((stream, peer)) => {
                     if let Err(e) = stream.set_nodelay(true) {
                         debug!(%peer, "set TCP_NODELAY: {e}");
                     }
-                    if let Err(e) =
-                        self.poll
-                            .registry()
-                            .register(&mut stream, token, Interest::READABLE)
-                    {
-                        warn!(%peer, "cannot watch new connection: {e}");
-                        continue;
-                    }
-                    let conn = Conn::new(stream, peer);
-                    self.hello_queue.push_back((conn.opened, token));
-                    self.conns.insert(token, conn);
+                    self.add_conn(Stream::Tcp(stream), peer);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -312,6 +326,42 @@ impl Coordinator {
                 }
             }
         }
+    }
+
+    fn accept_local(&mut self) {
+        loop {
+            let Some((listener, _)) = &self.local_listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    let peer = SocketAddr::new(IpAddr::from([127, 0, 0, 1]), 0);
+                    self.add_conn(Stream::Unix(stream), peer);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    warn!("accept (local socket): {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn add_conn(&mut self, mut stream: Stream, peer: SocketAddr) {
+        let token = Token(self.next_token);
+        self.next_token += 1;
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut stream, token, Interest::READABLE)
+        {
+            warn!(%peer, "cannot watch new connection: {e}");
+            return;
+        }
+        let conn = Conn::new(stream, peer);
+        self.hello_queue.push_back((conn.opened, token));
+        self.conns.insert(token, conn);
     }
 
     fn on_writable(&mut self, token: Token) {
@@ -486,6 +536,11 @@ impl Coordinator {
             process_id,
             generation: self.generation,
             coordinator: self.addr_string.clone(),
+            local: self
+                .local_listener
+                .as_ref()
+                .map(|(_, n)| n.clone())
+                .unwrap_or_default(),
         };
         let Some(c) = self.conns.get_mut(&token) else {
             return;

@@ -383,7 +383,8 @@ fn many_processes_one_round() {
 /// A fork child takes over its parent's spare connection: it is a process
 /// once the parent's `Forked` arrives (messages it sent before are kept),
 /// named after its parent, and part of a checkpoint that is stopping
-/// processes. One that exec'd during the stop is asked again.
+/// processes. One that exec'd during the stop is asked again. The spare
+/// goes through the coordinator's local socket.
 #[test]
 fn forked_child_takes_over_the_spare_and_exec_is_asked_again() {
     let coord = Coord::start("spare", false);
@@ -396,7 +397,10 @@ fn forked_child_takes_over_the_spare_and_exec_is_asked_again() {
     };
     let (mut parent, w) = Connection::connect(&coord.addr, Role::Process(hello)).unwrap();
     let cookie = hiber_protocol::cookie::load_or_create().unwrap();
-    let mut spare = Connection::open_spare(&coord.addr, w.process_id, &cookie).unwrap();
+    // Through the local socket the welcome names, as the agent does.
+    assert!(!w.local.is_empty(), "the coordinator has a local socket");
+    let local = hiber_protocol::client::local_addr(&w.local);
+    let mut spare = Connection::open_spare(&local, w.process_id, &cookie).unwrap();
     let child_id = spare.welcome().unwrap().process_id;
     assert_ne!(child_id, w.process_id);
     let mut ctl = coord.control();

@@ -5,9 +5,10 @@
 //! threads, keeps no global state and prints nothing; numeric addresses are
 //! parsed directly and only other strings go through the resolver.
 
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use crate::cookie::{self, COOKIE_LEN, CookieError};
@@ -48,10 +49,88 @@ impl ClientError {
     }
 }
 
+/// Prefix of a coordinator address that names its local socket (see
+/// [`local_addr`]).
+const LOCAL_PREFIX: &str = "local:";
+
+/// The address of a coordinator's abstract local socket named `name`
+/// (`Welcome::local`), for [`Connection::connect`] and friends.
+pub fn local_addr(name: &str) -> String {
+    format!("{LOCAL_PREFIX}{name}")
+}
+
+/// A connected socket: TCP, or a Unix socket to the local socket. Both
+/// read, write and time out with the same system calls.
+#[derive(Debug)]
+struct Stream(OwnedFd);
+
+impl Stream {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+
+    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        // A borrowed view: SO_RCVTIMEO is the same option for both kinds.
+        // SAFETY: the descriptor stays owned by `self`; ManuallyDrop keeps
+        // the temporary from closing it.
+        let view =
+            std::mem::ManuallyDrop::new(unsafe { UnixStream::from_raw_fd(self.as_raw_fd()) });
+        view.set_read_timeout(t)
+    }
+
+    fn try_clone(&self) -> io::Result<Stream> {
+        self.0.try_clone().map(Stream)
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            // SAFETY: reading into `buf` from our descriptor.
+            let n = unsafe { libc::read(self.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n >= 0 {
+                return Ok(n as usize);
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        loop {
+            // SAFETY: sending `buf` on our socket; MSG_NOSIGNAL: a closed
+            // peer is an error, not a SIGPIPE for the program.
+            let n = unsafe {
+                libc::send(
+                    self.as_raw_fd(),
+                    buf.as_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_NOSIGNAL,
+                )
+            };
+            if n >= 0 {
+                return Ok(n as usize);
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// One authenticated connection to a coordinator.
 #[derive(Debug)]
 pub struct Connection {
-    stream: TcpStream,
+    stream: Stream,
     addr: String,
     rbuf: FrameBuf,
 }
@@ -143,10 +222,9 @@ impl Connection {
     /// `fd` must be an open TCP socket that nothing else in this process
     /// owns; the connection closes it when dropped.
     pub unsafe fn from_raw_fd(fd: RawFd, addr: &str) -> Connection {
-        use std::os::fd::FromRawFd;
         Connection {
             // SAFETY: caller's contract.
-            stream: unsafe { TcpStream::from_raw_fd(fd) },
+            stream: Stream(unsafe { OwnedFd::from_raw_fd(fd) }),
             addr: addr.to_string(),
             rbuf: FrameBuf::new(),
         }
@@ -262,7 +340,6 @@ impl Connection {
     /// (close-on-exec), so that an agent inside a program keeps its socket
     /// out of the numbers the program would otherwise get.
     pub fn relocate_fd(&mut self, min: RawFd) -> io::Result<()> {
-        use std::os::fd::FromRawFd;
         // SAFETY: F_DUPFD_CLOEXEC duplicates our own socket; no memory involved.
         let high = unsafe { libc::fcntl(self.stream.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) };
         if high < 0 {
@@ -270,7 +347,7 @@ impl Connection {
         }
         // SAFETY: `high` is a fresh descriptor we exclusively own; the old
         // stream (and its descriptor) is dropped by the assignment.
-        self.stream = unsafe { TcpStream::from_raw_fd(high) };
+        self.stream = Stream(unsafe { OwnedFd::from_raw_fd(high) });
         Ok(())
     }
 
@@ -351,7 +428,18 @@ impl Connection {
 
 /// Parses `addr` as a numeric socket address, falling back to the resolver
 /// for host names, and connects with a timeout.
-fn open(addr: &str) -> Result<TcpStream, ClientError> {
+fn open(addr: &str) -> Result<Stream, ClientError> {
+    if let Some(name) = addr.strip_prefix(LOCAL_PREFIX) {
+        use std::os::linux::net::SocketAddrExt;
+        let connect_err = |error| ClientError::Connect {
+            addr: addr.to_string(),
+            error,
+        };
+        let sa = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+            .map_err(connect_err)?;
+        let s = UnixStream::connect_addr(&sa).map_err(connect_err)?;
+        return Ok(Stream(s.into()));
+    }
     let targets: Vec<SocketAddr> = match addr.parse::<SocketAddr>() {
         Ok(a) => vec![a],
         Err(_) => addr
@@ -367,10 +455,12 @@ fn open(addr: &str) -> Result<TcpStream, ClientError> {
         match TcpStream::connect_timeout(target, HANDSHAKE_TIMEOUT) {
             Ok(s) => {
                 let nodelay = s.set_nodelay(true);
-                return nodelay.map(|()| s).map_err(|error| ClientError::Connect {
-                    addr: addr.to_string(),
-                    error,
-                });
+                return nodelay
+                    .map(|()| Stream(s.into()))
+                    .map_err(|error| ClientError::Connect {
+                        addr: addr.to_string(),
+                        error,
+                    });
             }
             Err(e) => last = Some(e),
         }

@@ -99,6 +99,10 @@ pub struct Welcome {
     /// Last generation completed (0 before the first checkpoint).
     pub generation: u64,
     pub coordinator: String,
+    /// Name of the coordinator's abstract local socket (empty: none). A
+    /// process on the coordinator's host may connect there instead
+    /// (`client::local_addr`), at a fraction of TCP's cost.
+    pub local: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
