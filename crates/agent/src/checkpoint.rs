@@ -254,26 +254,21 @@ pub fn forget_spare() {
 
 /// In the parent of a fork whose child took over our spare connection:
 /// tells the coordinator, before `fork` returns (see `ToCoord::Forked`).
+/// Encoded on the stack, so the parent writes no heap page after the fork.
 pub fn child_forked(parent: &Shared, spare: u64, pid: u32) {
-    send_from_program(&ToCoord::Forked {
+    let msg = ToCoord::Forked {
         spare,
         // In a pid namespace of a restart the host pid is unknown here; 0
         // tells the coordinator not to signal it by pid.
         real_pid: if parent.host_pid != 0 { 0 } else { pid },
         virtual_pid: pid,
-    });
-}
-
-/// Sends `msg` on this process's coordinator connection from a program
-/// thread (one `write` of one frame; the checkpoint thread writes only
-/// during a checkpoint, which the caller's wrapper pass keeps away).
-pub fn send_from_program(msg: &ToCoord) {
+    };
     let fd = COORD_FD.load(Relaxed);
-    if fd < 0 {
-        return;
-    }
-    if let Ok(bytes) = hiber_protocol::frame::encode(msg) {
-        let _ = hiber_sys::write_all(fd, &bytes);
+    let mut buf = [0u8; 64];
+    if fd >= 0
+        && let Ok(frame) = hiber_protocol::frame::encode_into(&msg, &mut buf)
+    {
+        let _ = hiber_sys::write_all(fd, frame);
     }
 }
 
@@ -328,9 +323,10 @@ pub fn start() -> Result<(), String> {
 /// with the parent's lock on it (so the child never inherits it locked).
 pub struct ForkState {
     pub parent: Shared,
-    /// The parent's spare connection and the child's process id: the child
-    /// takes it over, and the parent tells the coordinator (`Forked`).
-    pub spare: Option<(Connection, u64)>,
+    /// The descriptor of the parent's spare connection and the child's
+    /// process id: the child takes it over, and the parent tells the
+    /// coordinator (`Forked`).
+    pub spare: Option<(i32, u64)>,
 }
 
 /// Called by the `fork` wrapper before forking; `None` when this process
@@ -344,7 +340,10 @@ pub fn fork_prepare() -> Option<ForkState> {
     if parent.standalone || parent.coord.is_empty() || COORD_FD.load(Relaxed) < 0 {
         return None;
     }
-    let spare = take_spare(parent.computation);
+    let spare = take_spare(parent.computation).map(|(conn, id)| (conn.into_raw_fd(), id));
+    // The next fork's spare, opened now: whatever the agent writes in
+    // memory after the fork costs a copied page in each process.
+    refill_spare();
     Some(ForkState { parent, spare })
 }
 
@@ -364,9 +363,19 @@ pub fn fork_child(st: ForkState) {
     }
     crate::capi::forget_api_fds();
     suspend::forget_agent_threads();
+    // The spare opened for the parent's next fork is the parent's.
+    if let Ok(mut g) = SPARE.lock()
+        && let Some(sp) = g.take()
+    {
+        SPARE_FD.store(-1, Relaxed);
+        drop(sp);
+    }
     let pid = std::process::id();
     let parent = st.parent;
-    if let Some((conn, id)) = st.spare {
+    if let Some((fd, id)) = st.spare {
+        // SAFETY: the spare's descriptor, which the parent gave up for us
+        // (`fork_prepare`); only this connection owns it now.
+        let conn = unsafe { Connection::from_raw_fd(fd, &parent.coord) };
         set_shared(|s| {
             *s = Shared {
                 process_id: id,
@@ -464,16 +473,51 @@ pub fn start_standalone(image: String, compress: bool, sync: bool) -> Result<(),
     spawn_thread(Link::Alone)
 }
 
+/// Starts the checkpoint thread with `pthread_create` itself, not
+/// `std::thread`: std's start-up registers a thread-local destructor, and
+/// glibc allocates that record with `calloc` on the new thread, which gives
+/// it a malloc arena of its own (a 64 MiB reservation, and one more arena
+/// for glibc's `fork` to lock and unlock in every fork after).
 fn spawn_thread(link: Link) -> Result<(), String> {
-    std::thread::Builder::new()
-        .name("hiber-ckpt".into())
-        .spawn(move || {
-            thread_setup();
-            serve(link)
-        })
-        .map_err(|e| format!("cannot start the checkpoint thread: {e}"))?;
+    type PthreadCreateFn = unsafe extern "C" fn(
+        *mut libc::pthread_t,
+        *const libc::pthread_attr_t,
+        extern "C" fn(*mut libc::c_void) -> *mut libc::c_void,
+        *mut libc::c_void,
+    ) -> libc::c_int;
+    extern "C" fn start(arg: *mut libc::c_void) -> *mut libc::c_void {
+        // SAFETY: `arg` is the box `spawn_thread` leaked for this thread,
+        // taken back exactly once, here.
+        let link = unsafe { Box::from_raw(arg.cast::<Link>()) };
+        hiber_sys::set_thread_name(b"hiber-ckpt\0");
+        thread_setup();
+        serve(*link)
+    }
+    let create = crate::next::real!("pthread_create", PthreadCreateFn);
+    let arg = Box::into_raw(Box::new(link)).cast::<libc::c_void>();
+    // SAFETY: attribute object initialised before use and destroyed after;
+    // `start` takes ownership of `arg` only if the thread was created.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        libc::pthread_attr_init(&mut attr);
+        libc::pthread_attr_setstacksize(&mut attr, CKPT_STACK);
+        libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED);
+        let mut tid: libc::pthread_t = 0;
+        let r = create(&mut tid, &attr, start, arg);
+        libc::pthread_attr_destroy(&mut attr);
+        if r != 0 {
+            drop(Box::from_raw(arg.cast::<Link>()));
+            return Err(format!(
+                "cannot start the checkpoint thread: {}",
+                std::io::Error::from_raw_os_error(r)
+            ));
+        }
+    }
     Ok(())
 }
+
+/// The checkpoint thread's stack (std's default for its threads).
+const CKPT_STACK: usize = 2 << 20;
 
 /// How this process takes part in a checkpoint: through the coordinator's
 /// barriers, or alone (standalone mode: every barrier passes at once).

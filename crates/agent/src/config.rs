@@ -78,7 +78,30 @@ static CONFIG: OnceLock<Config> = OnceLock::new();
 pub const DEFAULT_SIGNAL: u32 = 62;
 
 pub fn init() {
-    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    // Every exec'd program of the computation runs this: no allocation and
+    // no Rust environment lock until we know the agent is on.
+    if getenv(c"HIBER_LAUNCHED").is_none() {
+        if let Some(v) = getenv(c"HIBER_CONN") {
+            // Not ours to keep (see `lib.rs`), but still to close.
+            let _ = CONFIG.set(Config {
+                adopt: std::str::from_utf8(v)
+                    .ok()
+                    .and_then(Adopt::decode)
+                    .filter(|a| a.pid == hiber_sys::getpid()),
+                ..disabled()
+            });
+            remove_conn_var();
+        }
+        return;
+    }
+    // One pass over the environment: every variable we read is in here.
+    let carried = ours_in_environ();
+    let var = |k: &str| {
+        carried
+            .iter()
+            .find(|(n, v)| n == k && !v.is_empty())
+            .map(|(_, v)| v.clone())
+    };
     let flag = |k: &str, default: bool| match var(k).as_deref() {
         Some("0") | Some("no") | Some("false") => false,
         Some(_) => true,
@@ -106,25 +129,75 @@ pub fn init() {
             .unwrap_or(DEFAULT_SIGNAL),
         debug: flag("HIBER_DEBUG", false),
         ckpt_open_files: flag("HIBER_CKPT_OPEN_FILES", false),
-        carried: std::env::vars()
-            .filter(|(k, _)| k == "LD_PRELOAD" || (k.starts_with("HIBER_") && k != CONN_VAR))
-            .collect(),
         adopt: var(CONN_VAR)
             .and_then(|v| Adopt::decode(&v))
             .filter(|a| a.pid == hiber_sys::getpid()),
+        carried: carried
+            .iter()
+            .filter(|(k, _)| k != CONN_VAR)
+            .cloned()
+            .collect(),
     };
-    // Meant for this image only: the program and its children must not
-    // see it (a child would take a descriptor number for our socket).
-    if std::env::var_os(CONN_VAR).is_some() {
-        // SAFETY: in the library's constructor, before any thread of ours
-        // exists and before the program's main.
-        unsafe { std::env::remove_var(CONN_VAR) };
+    if carried.iter().any(|(k, _)| k == CONN_VAR) {
+        remove_conn_var();
     }
     let _ = CONFIG.set(cfg);
 }
 
+/// `HIBER_CONN` is meant for this image only: the program and its children
+/// must not see it (a child would take a descriptor number for our socket).
+fn remove_conn_var() {
+    // SAFETY: in the library's constructor, before any thread of ours
+    // exists and before the program's main.
+    unsafe { std::env::remove_var(CONN_VAR) };
+}
+
+/// The value of `name` in the environment, without allocating.
+fn getenv(name: &std::ffi::CStr) -> Option<&'static [u8]> {
+    // SAFETY: a NUL-terminated name; the constructor runs before the
+    // program can change the environment, and the bytes are only read
+    // right away.
+    let p = unsafe { libc::getenv(name.as_ptr()) };
+    // SAFETY: getenv returns null or a NUL-terminated string.
+    (!p.is_null()).then(|| unsafe { std::ffi::CStr::from_ptr(p) }.to_bytes())
+}
+
+/// `LD_PRELOAD` and every `HIBER_*` variable, straight from `environ`.
+fn ours_in_environ() -> Vec<(String, String)> {
+    unsafe extern "C" {
+        static environ: *const *const libc::c_char;
+    }
+    let mut out = Vec::new();
+    // SAFETY: `environ` is a null-terminated array of NUL-terminated
+    // strings, not changed while the constructor runs.
+    unsafe {
+        let mut p = environ;
+        while !p.is_null() && !(*p).is_null() {
+            let entry = std::ffi::CStr::from_ptr(*p).to_bytes();
+            p = p.add(1);
+            if !(entry.starts_with(b"HIBER_") || entry.starts_with(b"LD_PRELOAD=")) {
+                continue;
+            }
+            let Some(eq) = entry.iter().position(|&b| b == b'=') else {
+                continue;
+            };
+            if let (Ok(k), Ok(v)) = (
+                std::str::from_utf8(&entry[..eq]),
+                std::str::from_utf8(&entry[eq + 1..]),
+            ) {
+                out.push((k.to_string(), v.to_string()));
+            }
+        }
+    }
+    out
+}
+
 pub fn get() -> &'static Config {
-    CONFIG.get_or_init(|| Config {
+    CONFIG.get_or_init(disabled)
+}
+
+fn disabled() -> Config {
+    Config {
         enabled: false,
         coord: String::new(),
         ckpt_dir: ".".into(),
@@ -135,7 +208,7 @@ pub fn get() -> &'static Config {
         carried: Vec::new(),
         ckpt_open_files: false,
         adopt: None,
-    })
+    }
 }
 
 /// Whether this process is the `hiber` command itself (which exports

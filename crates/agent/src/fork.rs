@@ -66,7 +66,7 @@ impl Fork {
         if let Some((spare, id)) = st.spare {
             // The child has its copy; ours goes (closing it before `Forked`
             // would do no harm either: the socket stays open in the child).
-            drop(spare);
+            let _ = hiber_sys::close(spare);
             if pid > 0 {
                 checkpoint::child_forked(&st.parent, id, pid as u32);
             }
@@ -81,7 +81,6 @@ impl Fork {
             }
             let _ = hiber_sys::close(r);
         }
-        checkpoint::refill_spare();
     }
 }
 

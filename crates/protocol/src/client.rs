@@ -321,6 +321,13 @@ impl Connection {
         self.recv()
     }
 
+    /// The socket's descriptor, which the caller now owns (e.g. to hand it
+    /// to a fork child without touching the heap after the fork).
+    pub fn into_raw_fd(self) -> RawFd {
+        use std::os::fd::IntoRawFd;
+        self.stream.0.into_raw_fd()
+    }
+
     /// A second handle on the same socket, e.g. to send from one thread while
     /// another receives. Each handle reads whole frames only, so handles may
     /// take turns receiving, but must not receive concurrently.
