@@ -171,8 +171,9 @@ fn start_adopted(mut conn: Connection, a: &config::Adopt, program: String) -> Re
     });
     conn.send(&ToCoord::Execd { program })
         .map_err(|e| format!("coordinator connection lost across exec: {e}"))?;
-    COORD_FD.store(conn.raw_fd(), Relaxed);
-    spawn_thread(Link::Coord(conn))
+    let fd = conn.raw_fd();
+    COORD_FD.store(fd, Relaxed);
+    start_or_sleep(Link::Coord(conn), fd)
 }
 
 /// The user's cookie, read once per process image.
@@ -187,7 +188,7 @@ fn cookie() -> Result<[u8; COOKIE_LEN], String> {
 
 /// A connection opened ahead of this process's next fork (`Role::Spare`),
 /// and the child's process id once its `Welcome` was read.
-struct Spare {
+pub struct Spare {
     conn: Connection,
     id: Option<u64>,
 }
@@ -315,8 +316,9 @@ pub fn start() -> Result<(), String> {
         }
     });
     send_settings(&mut conn);
-    COORD_FD.store(conn.raw_fd(), Relaxed);
-    spawn_thread(Link::Coord(conn))
+    let fd = conn.raw_fd();
+    COORD_FD.store(fd, Relaxed);
+    start_or_sleep(Link::Coord(conn), fd)
 }
 
 /// What a fork child needs from its parent's agent, taken before `fork`
@@ -327,6 +329,19 @@ pub struct ForkState {
     /// process id: the child takes it over, and the parent tells the
     /// coordinator (`Forked`).
     pub spare: Option<(i32, u64)>,
+}
+
+/// The agent's locks a fork child takes (see `fork::Fork`).
+pub type ForkLocks = (
+    std::sync::MutexGuard<'static, Option<Shared>>,
+    std::sync::MutexGuard<'static, Option<Spare>>,
+);
+
+/// Takes the locks of [`ForkLocks`] (in this order everywhere).
+pub fn fork_locks() -> Option<ForkLocks> {
+    let shared = SHARED.lock().ok()?;
+    let spare = SPARE.lock().ok()?;
+    Some((shared, spare))
 }
 
 /// Called by the `fork` wrapper before forking; `None` when this process
@@ -341,9 +356,11 @@ pub fn fork_prepare() -> Option<ForkState> {
         return None;
     }
     let spare = take_spare(parent.computation).map(|(conn, id)| (conn.into_raw_fd(), id));
-    // The next fork's spare, opened now: whatever the agent writes in
-    // memory after the fork costs a copied page in each process.
+    // The next fork's spare, opened now, and what a dormant child needs
+    // resolved: whatever the agent writes in memory after the fork costs a
+    // copied page in each process.
     refill_spare();
+    crate::threads::dormant::prepare();
     Some(ForkState { parent, spare })
 }
 
@@ -386,7 +403,7 @@ pub fn fork_child(st: ForkState) {
             }
         });
         COORD_FD.store(conn.raw_fd(), Relaxed);
-        if let Err(e) = spawn_thread(Link::Coord(conn)) {
+        if let Err(e) = start_or_sleep(Link::Coord(conn), fd) {
             log::warn(&format!("forked child not checkpointed: {e}"));
         }
         return;
@@ -485,25 +502,17 @@ fn spawn_thread(link: Link) -> Result<(), String> {
         extern "C" fn(*mut libc::c_void) -> *mut libc::c_void,
         *mut libc::c_void,
     ) -> libc::c_int;
-    extern "C" fn start(arg: *mut libc::c_void) -> *mut libc::c_void {
-        // SAFETY: `arg` is the box `spawn_thread` leaked for this thread,
-        // taken back exactly once, here.
-        let link = unsafe { Box::from_raw(arg.cast::<Link>()) };
-        hiber_sys::set_thread_name(b"hiber-ckpt\0");
-        thread_setup();
-        serve(*link)
-    }
     let create = crate::next::real!("pthread_create", PthreadCreateFn);
     let arg = Box::into_raw(Box::new(link)).cast::<libc::c_void>();
     // SAFETY: attribute object initialised before use and destroyed after;
-    // `start` takes ownership of `arg` only if the thread was created.
+    // `thread_main` takes ownership of `arg` only if the thread was created.
     unsafe {
         let mut attr: libc::pthread_attr_t = std::mem::zeroed();
         libc::pthread_attr_init(&mut attr);
         libc::pthread_attr_setstacksize(&mut attr, CKPT_STACK);
         libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED);
         let mut tid: libc::pthread_t = 0;
-        let r = create(&mut tid, &attr, start, arg);
+        let r = create(&mut tid, &attr, thread_main, arg);
         libc::pthread_attr_destroy(&mut attr);
         if r != 0 {
             drop(Box::from_raw(arg.cast::<Link>()));
@@ -516,8 +525,29 @@ fn spawn_thread(link: Link) -> Result<(), String> {
     Ok(())
 }
 
+/// The checkpoint thread's start routine; `arg` is a boxed [`Link`] that
+/// it owns from now on.
+pub extern "C" fn thread_main(arg: *mut libc::c_void) -> *mut libc::c_void {
+    // SAFETY: `arg` is the box leaked for this thread (`spawn_thread`,
+    // `dormant::start`), taken back exactly once, here.
+    let link = unsafe { Box::from_raw(arg.cast::<Link>()) };
+    hiber_sys::set_thread_name(b"hiber-ckpt\0");
+    thread_setup();
+    serve(*link)
+}
+
+/// Starts the checkpoint thread now, or leaves the process dormant until
+/// the coordinator needs it (a fork child, an exec'd image: see
+/// `threads::dormant`).
+fn start_or_sleep(link: Link, fd: i32) -> Result<(), String> {
+    match crate::threads::dormant::enter(link, fd) {
+        Ok(()) => Ok(()),
+        Err(link) => spawn_thread(link),
+    }
+}
+
 /// The checkpoint thread's stack (std's default for its threads).
-const CKPT_STACK: usize = 2 << 20;
+pub const CKPT_STACK: usize = 2 << 20;
 
 /// How this process takes part in a checkpoint: through the coordinator's
 /// barriers, or alone (standalone mode: every barrier passes at once).

@@ -39,6 +39,8 @@ pub struct Prepared {
     env: Option<Env>,
     /// Descriptor whose close-on-exec flag was cleared for the new image.
     handed: Option<i32>,
+    /// A dormant process's socket was set back to plain I/O for the exec.
+    quieted: bool,
 }
 
 impl Prepared {
@@ -52,6 +54,9 @@ impl Prepared {
     pub fn failed(self) {
         if let Some(fd) = self.handed {
             let _ = hiber_sys::fcntl(fd, libc::F_SETFD as u32, libc::FD_CLOEXEC as u64);
+        }
+        if self.quieted {
+            crate::threads::dormant::exec_failed();
         }
     }
 }
@@ -67,6 +72,7 @@ pub unsafe fn prepare(envp: *const *const c_char, target: Target) -> Prepared {
         return Prepared {
             env: None,
             handed: None,
+            quieted: false,
         };
     }
     let s = crate::checkpoint::shared();
@@ -96,6 +102,8 @@ pub unsafe fn prepare(envp: *const *const c_char, target: Target) -> Prepared {
     } else {
         None
     };
+    // Not in a vfork child: the socket's flags are its parent's too.
+    let quieted = crate::gate::is_owner() && crate::threads::dormant::before_exec();
     // A handover we could not arm must not be announced.
     let env = if hand_over && handed.is_none() {
         // SAFETY: caller's contract.
@@ -103,7 +111,11 @@ pub unsafe fn prepare(envp: *const *const c_char, target: Target) -> Prepared {
     } else {
         env
     };
-    Prepared { env, handed }
+    Prepared {
+        env,
+        handed,
+        quieted,
+    }
 }
 
 /// Whether the program `target` names will load the agent: a dynamically

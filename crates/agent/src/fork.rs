@@ -12,6 +12,10 @@ use crate::gate::Pass;
 
 /// One fork in progress, from before the copy until both sides went on.
 pub struct Fork {
+    /// The agent's locks a child needs, held across the copy: a lock held
+    /// by another thread at that moment would stay locked in the child for
+    /// ever. Released in both processes right after.
+    locks: Option<checkpoint::ForkLocks>,
     pass: Pass,
     joining: Option<ForkState>,
     /// The parent returns only once the child has joined: otherwise a
@@ -35,6 +39,7 @@ impl Fork {
             joined = [-1, -1];
         }
         Fork {
+            locks: checkpoint::fork_locks(),
             pass,
             joining,
             joined,
@@ -45,6 +50,7 @@ impl Fork {
     /// computation (takes over the parent's spare connection, or says
     /// hello itself).
     pub fn child(self) {
+        drop(self.locks);
         // The pass was taken in the parent's counters, which this process
         // now owns afresh.
         std::mem::forget(self.pass);
@@ -62,6 +68,7 @@ impl Fork {
 
     /// In the parent, with the child's pid (or -1 if the copy failed).
     pub fn parent(self, pid: libc::pid_t) {
+        drop(self.locks);
         let Some(st) = self.joining else { return };
         if let Some((spare, id)) = st.spare {
             // The child has its copy; ours goes (closing it before `Forked`

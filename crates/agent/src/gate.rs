@@ -46,6 +46,7 @@ impl Pass {
         if owner != 0 && owner != hiber_sys::getpid() {
             return Pass(false);
         }
+        crate::threads::dormant::at_safe_point();
         loop {
             let c = CLOSED.load(Acquire);
             if c != 0 {

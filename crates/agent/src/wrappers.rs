@@ -284,6 +284,9 @@ pub unsafe extern "C" fn pthread_create(
     arg: *mut c_void,
 ) -> c_int {
     let f = real!("pthread_create", PthreadCreateFn);
+    // A second thread ends what makes it safe to start the checkpoint
+    // thread from the signal handler (`threads::dormant`).
+    crate::threads::dormant::wake();
     let _pass = crate::gate::Pass::enter();
     // SAFETY: forwarded arguments.
     unsafe { f(thread, attr, start, arg) }

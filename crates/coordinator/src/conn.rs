@@ -47,6 +47,9 @@ pub(crate) struct Proc {
     pub exiting: bool,
     /// Defaults from `ToCoord::Settings`.
     pub settings: Option<Settings>,
+    /// Forked or exec'd, and not heard from since: its checkpoint thread
+    /// may not be started yet, so a checkpoint asks it again and again.
+    pub dormant: bool,
 }
 
 impl Proc {

@@ -261,7 +261,8 @@ impl Coordinator {
 
     fn poll_timeout(&self) -> Option<Duration> {
         let now = Instant::now();
-        let mut next = [self.next_tick, self.empty_deadline, self.exiting]
+        let ask = self.ckpt.as_ref().and_then(|ck| ck.next_ask());
+        let mut next = [self.next_tick, self.empty_deadline, self.exiting, ask]
             .into_iter()
             .flatten()
             .min();
@@ -286,6 +287,7 @@ impl Coordinator {
                 self.close(token, "no hello within 10 s");
             }
         }
+        self.checkpoint_ask_again_all(now);
         if self.next_tick.is_some_and(|t| now >= t) {
             self.next_tick = Some(now + Duration::from_secs(self.interval));
             self.interval_tick();
@@ -785,6 +787,7 @@ impl Coordinator {
         };
         let mut p = new_proc(spare, ph);
         p.settings = settings;
+        p.dormant = true;
         let (label, host) = (p.label(), p.host.clone());
         info!(process = %label, id = spare, parent = parent_id, "process forked");
         c.kind = Kind::Process(p);
@@ -806,6 +809,7 @@ impl Coordinator {
         };
         debug!(process = %p.label(), %program, "process exec'd");
         p.program = program;
+        p.dormant = true;
         self.checkpoint_ask_again(token);
     }
 
@@ -896,6 +900,7 @@ fn new_proc(id: u64, ph: ProcessHello) -> Proc {
         restarted: ph.restarted,
         exiting: false,
         settings: None,
+        dormant: false,
     }
 }
 
