@@ -354,3 +354,45 @@ fn exec_chain_through_checkpoints_and_a_static_program() {
         assert_eq!(env.read(f), want, "{f} differs from an uninterrupted run");
     }
 }
+
+/// Processes whose checkpoint thread is started only by the checkpoint
+/// (dormant), caught computing in their own code, blocked in `read`,
+/// inside libc (memset/memcpy), and in `waitpid`: three checkpoints in a
+/// row, then two kill/restart cycles; every output as in an uninterrupted
+/// run.
+#[test]
+fn dormant_processes_caught_anywhere() {
+    let env = Env::new("dormant");
+    let prog = env.compile("dormant", &[]);
+    let args = ["60"];
+    let refdir = env.dir.join("ref");
+    reference(&prog, &args, &refdir);
+    let t = Duration::from_secs(90);
+    let mut c = env.launch(&[], &prog, &args, "run0.out");
+    env.wait_lines("reader.out", 5, t);
+    let mut images = Vec::new();
+    for _ in 0..3 {
+        images = env.checkpoint(&[]);
+        assert_eq!(
+            images.len(),
+            5,
+            "parent, three children, feeder: {images:?}"
+        );
+    }
+    env.wait_lines("reader.out", env.read("reader.out").lines().count() + 2, t);
+    env.kill_all(&mut [&mut c]);
+
+    let mut r = env.restart(&images, "run1.out");
+    env.wait_lines("reader.out", env.read("reader.out").lines().count() + 5, t);
+    images = env.checkpoint(&[]);
+    assert_eq!(images.len(), 5, "{images:?}");
+    env.kill_all(&mut [&mut r]);
+
+    let mut r = env.restart(&images, "run2.out");
+    let st = env.wait(&mut r, t);
+    assert!(st.success(), "restarted processes failed: {st:?}");
+    for f in ["p.out", "busy.out", "reader.out", "libc.out"] {
+        let want = std::fs::read_to_string(refdir.join(f)).unwrap();
+        assert_eq!(env.read(f), want, "{f} differs from an uninterrupted run");
+    }
+}

@@ -371,6 +371,9 @@ pub fn fork_prepare() -> Option<ForkState> {
 /// thread. If the coordinator cannot be reached the child runs without
 /// checkpoints, with a warning.
 pub fn fork_child(st: ForkState) {
+    // The parent's dormant state (its socket, its pending thread) is not
+    // this process's.
+    crate::threads::dormant::forget_in_child();
     let fd = COORD_FD.swap(-1, Relaxed);
     if fd >= 0 {
         let _ = hiber_sys::close(fd);
@@ -451,8 +454,9 @@ pub fn fork_child(st: ForkState) {
         }
     });
     send_settings(&mut conn);
-    COORD_FD.store(conn.raw_fd(), Relaxed);
-    if let Err(e) = spawn_thread(Link::Coord(conn)) {
+    let fd = conn.raw_fd();
+    COORD_FD.store(fd, Relaxed);
+    if let Err(e) = start_or_sleep(Link::Coord(conn), fd) {
         log::warn(&format!("forked child not checkpointed: {e}"));
     }
 }

@@ -254,6 +254,17 @@ pub fn at_safe_point() {
     }
 }
 
+/// In a fork child, first thing: the parent's dormant state (its socket,
+/// the connection its thread would serve) is not ours. The copy of the
+/// parent's pending connection is forgotten, not dropped: dropping would
+/// close a descriptor number that means something else here.
+pub fn forget_in_child() {
+    DORMANT.store(false, Release);
+    WANTED.store(false, Relaxed);
+    LINK.store(std::ptr::null_mut(), Release);
+    FD.store(usize::MAX, Relaxed);
+}
+
 /// Before an exec: a message arriving before the next image installs its
 /// handler would raise a signal whose default action ends the process. The
 /// socket goes back to plain I/O (a next image that takes it over arms it
@@ -350,8 +361,10 @@ fn in_signal_handler(rsp: u64) -> bool {
         // SAFETY: viewing the local array as bytes.
         let b = unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u8>(), bytes) };
         let n = read_own_partial(addr, b);
-        if buf[..n / 8].contains(&restorer) {
-            return true;
+        for (i, w) in buf[..n / 8].iter().enumerate() {
+            if *w == restorer && is_signal_frame(addr + 8 * i as u64) {
+                return true;
+            }
         }
         if n < bytes {
             return false;
@@ -359,6 +372,22 @@ fn in_signal_handler(rsp: u64) -> bool {
         addr += bytes as u64;
     }
     false
+}
+
+/// Whether the word at `at` (glibc's return trampoline) starts a signal
+/// frame: a `ucontext_t` follows, with small flags, no link, and the
+/// interrupted stack pointer above the frame. A stray copy of the address
+/// (a `struct sigaction` the program keeps) is not taken for one.
+fn is_signal_frame(at: u64) -> bool {
+    // restorer, uc_flags, uc_link, uc_stack (3 words), gregs[23].
+    let mut w = [0u64; 29];
+    // SAFETY: viewing the local array as bytes.
+    let b = unsafe { std::slice::from_raw_parts_mut(w.as_mut_ptr().cast::<u8>(), 29 * 8) };
+    if !read_own(at, b) {
+        return false;
+    }
+    let (flags, link, saved_rsp) = (w[1], w[2], w[6 + libc::REG_RSP as usize]);
+    flags < 0x100 && link == 0 && saved_rsp > at
 }
 
 fn read_own(addr: u64, out: &mut [u8]) -> bool {
@@ -409,5 +438,47 @@ fn start() {
             2,
             b"hiber: cannot start the checkpoint thread; no checkpoints for this process\n",
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syscall_boundaries_in_code() {
+        // nop; syscall; nop
+        let code = [0x90u8, 0x0f, 0x05, 0x90];
+        let base = code.as_ptr() as u64;
+        let eintr = -(libc::EINTR as i64) as u64;
+        assert!(
+            at_blocking_syscall(base + 3, eintr),
+            "interrupted with EINTR"
+        );
+        assert!(!at_blocking_syscall(base + 3, 0), "returned normally");
+        assert!(at_blocking_syscall(base + 1, 0), "about to (re)start read");
+        assert!(
+            !at_blocking_syscall(base + 1, 9),
+            "mmap is not a blocking call"
+        );
+        assert!(!at_blocking_syscall(base + 2, eintr), "not after a syscall");
+    }
+
+    #[test]
+    fn signal_return_address_found_above_the_stack_pointer() {
+        const MAGIC: u64 = 0x5eed_f00d_0bad_cafe;
+        RESTORER.store(MAGIC as usize, Relaxed);
+        let mut frames = vec![0u64; 4096];
+        let start = frames.as_ptr() as u64;
+        assert!(!in_signal_handler(start), "no trampoline yet");
+        frames[3000] = MAGIC;
+        assert!(!in_signal_handler(start), "a stray copy is no frame");
+        // A frame: flags, no link, stack, saved registers with the
+        // interrupted stack pointer above.
+        frames[3001] = 7;
+        frames[3006 + libc::REG_RSP as usize] = start + 8 * 4000;
+        assert!(in_signal_handler(start));
+        // Unmapped memory ends the search instead of faulting.
+        assert_eq!(read_own_partial(8, &mut [0u8; 16]), 0);
     }
 }
