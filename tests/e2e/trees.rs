@@ -299,3 +299,100 @@ fn children_forked_continuously_are_all_reaped() {
     let reference = String::from_utf8_lossy(&reference.stdout).into_owned();
     hiber_e2e::kill_restart_cycles(&env, &reference, &[], &prog, &args, 2);
 }
+
+/// Exec contagion under checkpoints: a parent and its child each exec
+/// themselves every 25 ms (the child with an empty environment), so a run
+/// of checkpoints in a row finds them in and around `exec`; the connection
+/// to the coordinator goes across each exec. Two kill/restart cycles give
+/// the outputs of an uninterrupted run. First, a statically linked program
+/// (which cannot load the agent) leaves the computation when exec'd and
+/// inherits no coordinator connection.
+#[test]
+fn exec_chain_through_checkpoints_and_a_static_program() {
+    let env = Env::new("execchain");
+    let prog = env.compile("execchain", &[]);
+    let probe = env.compile("fdprobe", &["-static"]);
+    let args = ["160", "25", probe.to_str().unwrap()];
+    let refdir = env.dir.join("ref");
+    reference(&prog, &args, &refdir);
+    let t = Duration::from_secs(90);
+    let mut c = env.launch(&[], &prog, &args, "run0.out");
+    env.wait_lines("probe.out", 1, t);
+    let list = env.run(&["list", "--json"]);
+    let list = String::from_utf8_lossy(&list.stdout).into_owned();
+    let procs: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(
+        procs.as_array().unwrap().len(),
+        1,
+        "the static program is not a member: {list}"
+    );
+    assert_eq!(env.read("probe.out"), "fd 900 closed\n");
+
+    env.wait_lines("k.out", 10, t);
+    let mut images = Vec::new();
+    for _ in 0..4 {
+        images = env.checkpoint(&[]);
+        assert_eq!(images.len(), 2, "parent and child: {images:?}");
+    }
+    env.wait_lines("k.out", env.read("k.out").lines().count() + 2, t);
+    env.kill_all(&mut [&mut c]);
+
+    let mut r = env.restart(&images, "run1.out");
+    env.wait_lines("k.out", env.read("k.out").lines().count() + 10, t);
+    for _ in 0..3 {
+        images = env.checkpoint(&[]);
+        assert_eq!(images.len(), 2, "parent and child: {images:?}");
+    }
+    env.wait_lines("k.out", env.read("k.out").lines().count() + 2, t);
+    env.kill_all(&mut [&mut r]);
+
+    let mut r = env.restart(&images, "run2.out");
+    let st = env.wait(&mut r, t);
+    assert!(st.success(), "restarted chain failed: {st:?}");
+    for f in ["p.out", "k.out", "probe.out"] {
+        let want = std::fs::read_to_string(refdir.join(f)).unwrap();
+        assert_eq!(env.read(f), want, "{f} differs from an uninterrupted run");
+    }
+}
+
+/// Processes whose checkpoint thread is started only by the checkpoint
+/// (dormant), caught computing in their own code, blocked in `read`,
+/// inside libc (memset/memcpy), and in `waitpid`: three checkpoints in a
+/// row, then two kill/restart cycles; every output as in an uninterrupted
+/// run.
+#[test]
+fn dormant_processes_caught_anywhere() {
+    let env = Env::new("dormant");
+    let prog = env.compile("dormant", &[]);
+    let args = ["60"];
+    let refdir = env.dir.join("ref");
+    reference(&prog, &args, &refdir);
+    let t = Duration::from_secs(90);
+    let mut c = env.launch(&[], &prog, &args, "run0.out");
+    env.wait_lines("reader.out", 5, t);
+    let mut images = Vec::new();
+    for _ in 0..3 {
+        images = env.checkpoint(&[]);
+        assert_eq!(
+            images.len(),
+            5,
+            "parent, three children, feeder: {images:?}"
+        );
+    }
+    env.wait_lines("reader.out", env.read("reader.out").lines().count() + 2, t);
+    env.kill_all(&mut [&mut c]);
+
+    let mut r = env.restart(&images, "run1.out");
+    env.wait_lines("reader.out", env.read("reader.out").lines().count() + 5, t);
+    images = env.checkpoint(&[]);
+    assert_eq!(images.len(), 5, "{images:?}");
+    env.kill_all(&mut [&mut r]);
+
+    let mut r = env.restart(&images, "run2.out");
+    let st = env.wait(&mut r, t);
+    assert!(st.success(), "restarted processes failed: {st:?}");
+    for f in ["p.out", "busy.out", "reader.out", "libc.out"] {
+        let want = std::fs::read_to_string(refdir.join(f)).unwrap();
+        assert_eq!(env.read(f), want, "{f} differs from an uninterrupted run");
+    }
+}

@@ -241,6 +241,9 @@ struct ApiConn {
 
 impl ApiConn {
     fn open() -> Result<ApiConn, c_int> {
+        // What the program asks of the coordinator may need this process's
+        // checkpoint thread.
+        crate::threads::dormant::wake();
         let addr = shared().coord;
         let (mut conn, _) = Connection::connect(&addr, Role::Control).map_err(|_| HIBER_ECOORD)?;
         let _ = conn.relocate_fd(fd::AGENT_FD_BASE);

@@ -15,15 +15,16 @@ use std::fs::OpenOptions;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::AtomicI32;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use hiber_image::format::{AreaKind, area_flags};
 use hiber_image::meta::{ProcessMeta, ThreadMeta};
 use hiber_image::{AreaDesc, Identity, Scratch, VdsoIdentity, WriteOptions, Writer};
 use hiber_protocol::client::Connection;
+use hiber_protocol::cookie::{self, COOKIE_LEN};
 use hiber_protocol::{
     CheckpointOptions, FromCoord, ProcessHello, RestartedFrom, Role, ToCoord, barrier,
 };
@@ -55,6 +56,25 @@ pub struct Shared {
     pub standalone: bool,
     /// Image path chosen by the program (standalone mode).
     pub image_override: Option<String>,
+    /// The coordinator's local socket (`Welcome::local`; empty: none).
+    pub local: String,
+}
+
+impl Shared {
+    /// Opens a new connection with `open`: to the local socket when there
+    /// is one (falling back to TCP if it cannot be reached, e.g. from
+    /// another network namespace), else to the coordinator's address.
+    pub fn connect<T>(
+        &self,
+        open: impl Fn(&str) -> Result<T, hiber_protocol::client::ClientError>,
+    ) -> Result<T, String> {
+        if !self.local.is_empty()
+            && let Ok(t) = open(&hiber_protocol::client::local_addr(&self.local))
+        {
+            return Ok(t);
+        }
+        open(&self.coord).map_err(|e| e.to_string())
+    }
 }
 
 pub static SHARED: Mutex<Option<Shared>> = Mutex::new(None);
@@ -87,10 +107,170 @@ pub fn hostname() -> String {
         .unwrap_or_default()
 }
 
+/// The program's `comm` (one `prctl`, no file to open).
 pub fn program_name() -> String {
-    std::fs::read_to_string("/proc/self/comm")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "prog".into())
+    let mut name = [0u8; 17];
+    // SAFETY: PR_GET_NAME writes at most 16 bytes, NUL-terminated.
+    let r = unsafe { libc::prctl(libc::PR_GET_NAME, name.as_mut_ptr()) };
+    let len = name.iter().position(|&b| b == 0).unwrap_or(16);
+    if r != 0 || len == 0 {
+        return "prog".into();
+    }
+    String::from_utf8_lossy(&name[..len]).into_owned()
+}
+
+/// The coordinator connection an `exec` left us (`config::Adopt`), if it
+/// is still the open socket it should be.
+fn adopt(a: &config::Adopt) -> Option<Connection> {
+    // SAFETY: fstat into a local.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a valid out pointer.
+    if unsafe { libc::fstat(a.fd, &mut st) } != 0 || st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+        log::debug("the coordinator connection did not survive exec; joining afresh");
+        return None;
+    }
+    // Back to close-on-exec: the program must not see it.
+    let _ = hiber_sys::fcntl(a.fd, libc::F_SETFD as u32, libc::FD_CLOEXEC as u64);
+    // SAFETY: the descriptor was our agent's coordinator socket before the
+    // exec, handed over through HIBER_CONN; nothing else in this new image
+    // knows it.
+    Some(unsafe { Connection::from_raw_fd(a.fd, &config::get().coord) })
+}
+
+/// Closes the connection handed over by the image before `exec` (if it
+/// is still a socket) in an image that does not take part.
+pub fn drop_handed_over(fd: i32) {
+    // SAFETY: fstat into a local.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a valid out pointer.
+    if unsafe { libc::fstat(fd, &mut st) } == 0 && st.st_mode & libc::S_IFMT == libc::S_IFSOCK {
+        let _ = hiber_sys::close(fd);
+    }
+}
+
+/// Goes on with the connection of the image before `exec`: no connect, no
+/// round trip, the coordinator keeps this process as the member it was.
+fn start_adopted(mut conn: Connection, a: &config::Adopt, program: String) -> Result<(), String> {
+    let cfg = config::get();
+    set_shared(|s| {
+        *s = Shared {
+            computation: a.computation,
+            process_id: a.process_id,
+            generation: a.generation,
+            program: program.clone(),
+            coord: cfg.coord.clone(),
+            ckpt_dir: cfg.ckpt_dir.clone(),
+            compress: cfg.compress,
+            sync: cfg.sync,
+            virtual_pid: std::process::id(),
+            host_pid: a.host_pid,
+            standalone: false,
+            image_override: None,
+            local: a.local.clone(),
+        }
+    });
+    conn.send(&ToCoord::Execd { program })
+        .map_err(|e| format!("coordinator connection lost across exec: {e}"))?;
+    let fd = conn.raw_fd();
+    COORD_FD.store(fd, Relaxed);
+    start_or_sleep(Link::Coord(conn), fd)
+}
+
+/// The user's cookie, read once per process image.
+fn cookie() -> Result<[u8; COOKIE_LEN], String> {
+    static COOKIE: OnceLock<[u8; COOKIE_LEN]> = OnceLock::new();
+    if let Some(c) = COOKIE.get() {
+        return Ok(*c);
+    }
+    let c = cookie::load_or_create().map_err(|e| e.to_string())?;
+    Ok(*COOKIE.get_or_init(|| c))
+}
+
+/// A connection opened ahead of this process's next fork (`Role::Spare`),
+/// and the child's process id once its `Welcome` was read.
+pub struct Spare {
+    conn: Connection,
+    id: Option<u64>,
+}
+
+static SPARE: Mutex<Option<Spare>> = Mutex::new(None);
+/// The spare's descriptor (-1: none), kept out of images.
+pub static SPARE_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// Opens a spare connection if this process has none (after a fork, so
+/// the next fork finds one; its hello is answered meanwhile).
+pub fn refill_spare() {
+    let s = shared();
+    if s.standalone || s.coord.is_empty() || COORD_FD.load(Relaxed) < 0 {
+        return;
+    }
+    let Ok(mut g) = SPARE.lock() else { return };
+    if g.is_some() {
+        return;
+    }
+    let opened = cookie().and_then(|c| {
+        let mut conn = s.connect(|addr| Connection::open_spare(addr, s.process_id, &c))?;
+        conn.relocate_fd(fd::AGENT_FD_BASE)
+            .map_err(|e| e.to_string())?;
+        Ok(conn)
+    });
+    match opened {
+        Ok(conn) => {
+            SPARE_FD.store(conn.raw_fd(), Relaxed);
+            *g = Some(Spare { conn, id: None });
+        }
+        Err(e) => log::debug(&format!("no spare coordinator connection: {e}")),
+    }
+}
+
+/// Takes the spare for a fork child: the connection and the child's
+/// process id, or `None` (the child then joins with a hello of its own).
+fn take_spare(computation: u64) -> Option<(Connection, u64)> {
+    let mut sp = SPARE.lock().ok()?.take()?;
+    SPARE_FD.store(-1, Relaxed);
+    let id = match sp.id {
+        Some(id) => id,
+        None => match sp.conn.welcome() {
+            Ok(w) if w.computation == computation => w.process_id,
+            Ok(_) => return None,
+            Err(e) => {
+                log::debug(&format!("spare coordinator connection refused: {e}"));
+                return None;
+            }
+        },
+    };
+    Some((sp.conn, id))
+}
+
+/// In a restarted process: the spare of the image is not open any more,
+/// and its number may be in use again; forget it without closing.
+pub fn forget_spare() {
+    if let Ok(mut g) = SPARE.lock()
+        && let Some(sp) = g.take()
+    {
+        std::mem::forget(sp);
+    }
+    SPARE_FD.store(-1, Relaxed);
+}
+
+/// In the parent of a fork whose child took over our spare connection:
+/// tells the coordinator, before `fork` returns (see `ToCoord::Forked`).
+/// Encoded on the stack, so the parent writes no heap page after the fork.
+pub fn child_forked(parent: &Shared, spare: u64, pid: u32) {
+    let msg = ToCoord::Forked {
+        spare,
+        // In a pid namespace of a restart the host pid is unknown here; 0
+        // tells the coordinator not to signal it by pid.
+        real_pid: if parent.host_pid != 0 { 0 } else { pid },
+        virtual_pid: pid,
+    };
+    let fd = COORD_FD.load(Relaxed);
+    let mut buf = [0u8; 64];
+    if fd >= 0
+        && let Ok(frame) = hiber_protocol::frame::encode_into(&msg, &mut buf)
+    {
+        let _ = hiber_sys::write_all(fd, frame);
+    }
 }
 
 /// Starts checkpointing in a freshly launched process.
@@ -100,6 +280,11 @@ pub fn start() -> Result<(), String> {
         .map_err(|e| format!("cannot install the checkpoint signal handler: {e}"))?;
     let pid = std::process::id();
     let program = program_name();
+    if let Some(a) = &cfg.adopt
+        && let Some(conn) = adopt(a)
+    {
+        return start_adopted(conn, a, program);
+    }
     let hello = ProcessHello {
         real_pid: pid,
         virtual_pid: pid,
@@ -107,8 +292,10 @@ pub fn start() -> Result<(), String> {
         program: program.clone(),
         restarted: None,
     };
+    let cookie = cookie()?;
     let (mut conn, welcome) =
-        Connection::connect(&cfg.coord, Role::Process(hello)).map_err(|e| e.to_string())?;
+        Connection::connect_with_cookie(&cfg.coord, Role::Process(hello), &cookie)
+            .map_err(|e| e.to_string())?;
     conn.relocate_fd(fd::AGENT_FD_BASE)
         .map_err(|e| format!("moving the coordinator socket: {e}"))?;
     set_shared(|s| {
@@ -118,6 +305,7 @@ pub fn start() -> Result<(), String> {
             generation: welcome.generation,
             program,
             coord: cfg.coord.clone(),
+            local: welcome.local,
             ckpt_dir: cfg.ckpt_dir.clone(),
             compress: cfg.compress,
             sync: cfg.sync,
@@ -128,14 +316,32 @@ pub fn start() -> Result<(), String> {
         }
     });
     send_settings(&mut conn);
-    COORD_FD.store(conn.raw_fd(), Relaxed);
-    spawn_thread(Link::Coord(conn))
+    let fd = conn.raw_fd();
+    COORD_FD.store(fd, Relaxed);
+    start_or_sleep(Link::Coord(conn), fd)
 }
 
 /// What a fork child needs from its parent's agent, taken before `fork`
 /// with the parent's lock on it (so the child never inherits it locked).
 pub struct ForkState {
-    parent: Shared,
+    pub parent: Shared,
+    /// The descriptor of the parent's spare connection and the child's
+    /// process id: the child takes it over, and the parent tells the
+    /// coordinator (`Forked`).
+    pub spare: Option<(i32, u64)>,
+}
+
+/// The agent's locks a fork child takes (see `fork::Fork`).
+pub type ForkLocks = (
+    std::sync::MutexGuard<'static, Option<Shared>>,
+    std::sync::MutexGuard<'static, Option<Spare>>,
+);
+
+/// Takes the locks of [`ForkLocks`] (in this order everywhere).
+pub fn fork_locks() -> Option<ForkLocks> {
+    let shared = SHARED.lock().ok()?;
+    let spare = SPARE.lock().ok()?;
+    Some((shared, spare))
 }
 
 /// Called by the `fork` wrapper before forking; `None` when this process
@@ -149,7 +355,13 @@ pub fn fork_prepare() -> Option<ForkState> {
     if parent.standalone || parent.coord.is_empty() || COORD_FD.load(Relaxed) < 0 {
         return None;
     }
-    Some(ForkState { parent })
+    let spare = take_spare(parent.computation).map(|(conn, id)| (conn.into_raw_fd(), id));
+    // The next fork's spare, opened now, and what a dormant child needs
+    // resolved: whatever the agent writes in memory after the fork costs a
+    // copied page in each process.
+    refill_spare();
+    crate::threads::dormant::prepare();
+    Some(ForkState { parent, spare })
 }
 
 /// In a fork child, before `fork` returns to the program: the child is a
@@ -159,6 +371,9 @@ pub fn fork_prepare() -> Option<ForkState> {
 /// thread. If the coordinator cannot be reached the child runs without
 /// checkpoints, with a warning.
 pub fn fork_child(st: ForkState) {
+    // The parent's dormant state (its socket, its pending thread) is not
+    // this process's.
+    crate::threads::dormant::forget_in_child();
     let fd = COORD_FD.swap(-1, Relaxed);
     if fd >= 0 {
         let _ = hiber_sys::close(fd);
@@ -168,8 +383,34 @@ pub fn fork_child(st: ForkState) {
     }
     crate::capi::forget_api_fds();
     suspend::forget_agent_threads();
+    // The spare opened for the parent's next fork is the parent's.
+    if let Ok(mut g) = SPARE.lock()
+        && let Some(sp) = g.take()
+    {
+        SPARE_FD.store(-1, Relaxed);
+        drop(sp);
+    }
     let pid = std::process::id();
     let parent = st.parent;
+    if let Some((fd, id)) = st.spare {
+        // SAFETY: the spare's descriptor, which the parent gave up for us
+        // (`fork_prepare`); only this connection owns it now.
+        let conn = unsafe { Connection::from_raw_fd(fd, &parent.coord) };
+        set_shared(|s| {
+            *s = Shared {
+                process_id: id,
+                virtual_pid: pid,
+                host_pid: 0,
+                image_override: None,
+                ..parent
+            }
+        });
+        COORD_FD.store(conn.raw_fd(), Relaxed);
+        if let Err(e) = start_or_sleep(Link::Coord(conn), fd) {
+            log::warn(&format!("forked child not checkpointed: {e}"));
+        }
+        return;
+    }
     let hello = ProcessHello {
         // In a pid namespace of a restart the host pid is unknown here; 0
         // tells the coordinator not to signal it by pid.
@@ -179,8 +420,12 @@ pub fn fork_child(st: ForkState) {
         program: parent.program.clone(),
         restarted: None,
     };
-    let joined = Connection::connect(&parent.coord, Role::Process(hello))
-        .map_err(|e| e.to_string())
+    let joined = cookie()
+        .and_then(|c| {
+            parent.connect(|addr| {
+                Connection::connect_with_cookie(addr, Role::Process(hello.clone()), &c)
+            })
+        })
         .and_then(|(mut conn, welcome)| {
             conn.relocate_fd(fd::AGENT_FD_BASE)
                 .map_err(|e| format!("moving the coordinator socket: {e}"))?;
@@ -201,6 +446,7 @@ pub fn fork_child(st: ForkState) {
             computation: welcome.computation,
             process_id: welcome.process_id,
             generation: welcome.generation,
+            local: welcome.local,
             virtual_pid: pid,
             host_pid: 0,
             image_override: None,
@@ -208,8 +454,9 @@ pub fn fork_child(st: ForkState) {
         }
     });
     send_settings(&mut conn);
-    COORD_FD.store(conn.raw_fd(), Relaxed);
-    if let Err(e) = spawn_thread(Link::Coord(conn)) {
+    let fd = conn.raw_fd();
+    COORD_FD.store(fd, Relaxed);
+    if let Err(e) = start_or_sleep(Link::Coord(conn), fd) {
         log::warn(&format!("forked child not checkpointed: {e}"));
     }
 }
@@ -241,21 +488,70 @@ pub fn start_standalone(image: String, compress: bool, sync: bool) -> Result<(),
             host_pid: 0,
             standalone: true,
             image_override: Some(image),
+            local: String::new(),
         }
     });
     spawn_thread(Link::Alone)
 }
 
+/// Starts the checkpoint thread with `pthread_create` itself, not
+/// `std::thread`: std's start-up registers a thread-local destructor, and
+/// glibc allocates that record with `calloc` on the new thread, which gives
+/// it a malloc arena of its own (a 64 MiB reservation, and one more arena
+/// for glibc's `fork` to lock and unlock in every fork after).
 fn spawn_thread(link: Link) -> Result<(), String> {
-    std::thread::Builder::new()
-        .name("hiber-ckpt".into())
-        .spawn(move || {
-            thread_setup();
-            serve(link)
-        })
-        .map_err(|e| format!("cannot start the checkpoint thread: {e}"))?;
+    type PthreadCreateFn = unsafe extern "C" fn(
+        *mut libc::pthread_t,
+        *const libc::pthread_attr_t,
+        extern "C" fn(*mut libc::c_void) -> *mut libc::c_void,
+        *mut libc::c_void,
+    ) -> libc::c_int;
+    let create = crate::next::real!("pthread_create", PthreadCreateFn);
+    let arg = Box::into_raw(Box::new(link)).cast::<libc::c_void>();
+    // SAFETY: attribute object initialised before use and destroyed after;
+    // `thread_main` takes ownership of `arg` only if the thread was created.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        libc::pthread_attr_init(&mut attr);
+        libc::pthread_attr_setstacksize(&mut attr, CKPT_STACK);
+        libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED);
+        let mut tid: libc::pthread_t = 0;
+        let r = create(&mut tid, &attr, thread_main, arg);
+        libc::pthread_attr_destroy(&mut attr);
+        if r != 0 {
+            drop(Box::from_raw(arg.cast::<Link>()));
+            return Err(format!(
+                "cannot start the checkpoint thread: {}",
+                std::io::Error::from_raw_os_error(r)
+            ));
+        }
+    }
     Ok(())
 }
+
+/// The checkpoint thread's start routine; `arg` is a boxed [`Link`] that
+/// it owns from now on.
+pub extern "C" fn thread_main(arg: *mut libc::c_void) -> *mut libc::c_void {
+    // SAFETY: `arg` is the box leaked for this thread (`spawn_thread`,
+    // `dormant::start`), taken back exactly once, here.
+    let link = unsafe { Box::from_raw(arg.cast::<Link>()) };
+    hiber_sys::set_thread_name(b"hiber-ckpt\0");
+    thread_setup();
+    serve(*link)
+}
+
+/// Starts the checkpoint thread now, or leaves the process dormant until
+/// the coordinator needs it (a fork child, an exec'd image: see
+/// `threads::dormant`).
+fn start_or_sleep(link: Link, fd: i32) -> Result<(), String> {
+    match crate::threads::dormant::enter(link, fd) {
+        Ok(()) => Ok(()),
+        Err(link) => spawn_thread(link),
+    }
+}
+
+/// The checkpoint thread's stack (std's default for its threads).
+pub const CKPT_STACK: usize = 2 << 20;
 
 /// How this process takes part in a checkpoint: through the coordinator's
 /// barriers, or alone (standalone mode: every barrier passes at once).
@@ -314,7 +610,9 @@ fn thread_setup() {
 pub fn serve(mut link: Link) -> ! {
     loop {
         let msg = match &mut link {
-            Link::Coord(conn) => conn.recv(),
+            // Whole messages only: another thread's exec may end this one
+            // at any point, and the next image goes on reading the socket.
+            Link::Coord(conn) => conn.recv_whole(),
             Link::Alone => {
                 let generation = crate::capi::wait_standalone_request();
                 let (ok, error) =
@@ -361,6 +659,10 @@ fn wait_release(conn: &mut Connection, generation: u64, name: &str) -> Result<bo
                 log::debug(&format!("checkpoint {generation} aborted: {reason}"));
                 return Ok(false);
             }
+            // Including a repeat of this checkpoint's request, sent when the
+            // process exec'd before the old image could read the first (the
+            // coordinator's `on_execd`: it asks before this image suspends,
+            // so the repeat always arrives before a release).
             Ok(_) => {}
             Err(e) => return Err(format!("coordinator connection lost: {e}")),
         }
@@ -480,7 +782,12 @@ fn checkpoint(link: &mut Link, generation: u64, opts: &CheckpointOptions) -> Res
     crate::events::pre_checkpoint();
 
     set_shared(|sh| sh.generation = generation);
-    let mut exclude = vec![link.raw_fd(), file.as_raw_fd(), scanner.raw_fd()];
+    let mut exclude = vec![
+        link.raw_fd(),
+        file.as_raw_fd(),
+        scanner.raw_fd(),
+        SPARE_FD.load(Relaxed),
+    ];
     exclude.extend(crate::capi::agent_fds());
     let written = write_image(
         file,

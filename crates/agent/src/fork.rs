@@ -12,6 +12,10 @@ use crate::gate::Pass;
 
 /// One fork in progress, from before the copy until both sides went on.
 pub struct Fork {
+    /// The agent's locks a child needs, held across the copy: a lock held
+    /// by another thread at that moment would stay locked in the child for
+    /// ever. Released in both processes right after.
+    locks: Option<checkpoint::ForkLocks>,
     pass: Pass,
     joining: Option<ForkState>,
     /// The parent returns only once the child has joined: otherwise a
@@ -28,10 +32,14 @@ impl Fork {
         let pass = Pass::enter();
         let joining = checkpoint::fork_prepare();
         let mut joined = [-1i32; 2];
-        if joining.is_some() && hiber_sys::pipe2(&mut joined, libc::O_CLOEXEC as u32).is_err() {
+        // With a spare connection the parent itself tells the coordinator,
+        // so it need not wait for the child.
+        let slow = joining.as_ref().is_some_and(|st| st.spare.is_none());
+        if slow && hiber_sys::pipe2(&mut joined, libc::O_CLOEXEC as u32).is_err() {
             joined = [-1, -1];
         }
         Fork {
+            locks: checkpoint::fork_locks(),
             pass,
             joining,
             joined,
@@ -39,8 +47,10 @@ impl Fork {
     }
 
     /// In the child, a new single-threaded process: it joins the
-    /// computation.
+    /// computation (takes over the parent's spare connection, or says
+    /// hello itself).
     pub fn child(self) {
+        drop(self.locks);
         // The pass was taken in the parent's counters, which this process
         // now owns afresh.
         std::mem::forget(self.pass);
@@ -58,17 +68,26 @@ impl Fork {
 
     /// In the parent, with the child's pid (or -1 if the copy failed).
     pub fn parent(self, pid: libc::pid_t) {
+        drop(self.locks);
+        let Some(st) = self.joining else { return };
+        if let Some((spare, id)) = st.spare {
+            // The child has its copy; ours goes (closing it before `Forked`
+            // would do no harm either: the socket stays open in the child).
+            let _ = hiber_sys::close(spare);
+            if pid > 0 {
+                checkpoint::child_forked(&st.parent, id, pid as u32);
+            }
+        }
         let [r, w] = self.joined;
-        if r < 0 {
-            return;
+        if r >= 0 {
+            let _ = hiber_sys::close(w);
+            if pid > 0 {
+                let mut b = [0u8; 1];
+                // End of file once the child closed its copy (or died).
+                while let Err(hiber_sys::Errno::EINTR) = hiber_sys::read(r, &mut b) {}
+            }
+            let _ = hiber_sys::close(r);
         }
-        let _ = hiber_sys::close(w);
-        if pid > 0 {
-            let mut b = [0u8; 1];
-            // End of file once the child closed its copy (or died).
-            while let Err(hiber_sys::Errno::EINTR) = hiber_sys::read(r, &mut b) {}
-        }
-        let _ = hiber_sys::close(r);
     }
 }
 

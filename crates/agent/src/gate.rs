@@ -30,6 +30,13 @@ pub fn own() {
     OWNER.store(hiber_sys::getpid(), Release);
 }
 
+/// Whether the calling process owns the agent's memory (`false` in a
+/// `vfork` child, which runs in its parent's).
+pub fn is_owner() -> bool {
+    let owner = OWNER.load(Acquire);
+    owner == 0 || owner == hiber_sys::getpid()
+}
+
 /// Holds the gate open for one wrapper call (a no-op in a `vfork` child).
 pub struct Pass(bool);
 
@@ -39,6 +46,7 @@ impl Pass {
         if owner != 0 && owner != hiber_sys::getpid() {
             return Pass(false);
         }
+        crate::threads::dormant::at_safe_point();
         loop {
             let c = CLOSED.load(Acquire);
             if c != 0 {

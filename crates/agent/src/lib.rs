@@ -56,6 +56,12 @@ extern "C" fn hiber_init(_argc: c_int, _argv: *const *const c_char, _envp: *cons
     config::init();
     gate::own();
     if !config::get().enabled {
+        // An image that does not take part (`hiber nocheckpoint`, the
+        // `hiber` command itself) ends the process's membership that the
+        // image before handed over: the coordinator sees it leave.
+        if let Some(a) = &config::get().adopt {
+            checkpoint::drop_handed_over(a.fd);
+        }
         return;
     }
     install_panic_hook();

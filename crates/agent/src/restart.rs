@@ -20,6 +20,7 @@ use crate::{fd, log};
 pub extern "C" fn checkpoint_thread_start(_arg: u64) -> ! {
     // The image was saved with the allocator frozen.
     crate::alloc::restarted();
+    checkpoint::forget_spare();
     // Per-thread kernel state of this thread: rseq (glibc registered one
     // for it when it was created as a pthread).
     let fs = hiber_sys::arch_get_fs();
@@ -95,13 +96,15 @@ fn restart() -> Link {
             s.ckpt_dir = d.clone();
         }
         s.host_pid = host_pid;
+        // The coordinator of the checkpoint is gone; the new one tells.
+        s.local.clear();
     }
     let s = checkpoint::shared();
     if s.standalone || s.coord.is_empty() {
         return Link::Alone;
     }
     let hello = checkpoint::restarted_hello(&s);
-    let (mut conn, _welcome) = match Connection::connect(&s.coord, Role::Process(hello)) {
+    let (mut conn, welcome) = match Connection::connect(&s.coord, Role::Process(hello)) {
         Ok(c) => c,
         Err(e) => {
             log::warn(&format!(
@@ -113,6 +116,7 @@ fn restart() -> Link {
     if let Err(e) = conn.relocate_fd(fd::AGENT_FD_BASE) {
         log::debug(&format!("keeping the coordinator socket low: {e}"));
     }
+    checkpoint::set_shared(|s| s.local = welcome.local);
     checkpoint::send_settings(&mut conn);
     checkpoint::COORD_FD.store(conn.raw_fd(), Relaxed);
     let _ = conn.send(&ToCoord::Barrier {

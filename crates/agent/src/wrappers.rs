@@ -269,7 +269,6 @@ type ExecveFn = unsafe extern "C" fn(
     *const *const libc::c_char,
     *const *const libc::c_char,
 ) -> c_int;
-type ExecvFn = unsafe extern "C" fn(*const libc::c_char, *const *const libc::c_char) -> c_int;
 type FexecveFn =
     unsafe extern "C" fn(c_int, *const *const libc::c_char, *const *const libc::c_char) -> c_int;
 type DlopenFn = unsafe extern "C" fn(*const libc::c_char, c_int) -> *mut c_void;
@@ -285,6 +284,9 @@ pub unsafe extern "C" fn pthread_create(
     arg: *mut c_void,
 ) -> c_int {
     let f = real!("pthread_create", PthreadCreateFn);
+    // A second thread ends what makes it safe to start the checkpoint
+    // thread from the signal handler (`threads::dormant`).
+    crate::threads::dormant::wake();
     let _pass = crate::gate::Pass::enter();
     // SAFETY: forwarded arguments.
     unsafe { f(thread, attr, start, arg) }
@@ -316,12 +318,13 @@ pub unsafe extern "C" fn execve(
 ) -> c_int {
     let f = real!("execve", ExecveFn);
     let _pass = crate::gate::Pass::enter();
-    // SAFETY: `envp` as the caller passed it.
-    let env = unsafe { crate::exec::with_agent(envp) };
-    let envp = env.as_ref().map_or(envp, |e| e.as_ptr());
+    // SAFETY: `path` and `envp` as the caller passed them.
+    let prep = unsafe { crate::exec::prepare(envp, crate::exec::Target::Path(path)) };
     // SAFETY: forwarded arguments (or the same environment with the
     // agent's variables added).
-    unsafe { f(path, argv, envp) }
+    let r = unsafe { f(path, argv, prep.envp(envp)) };
+    prep.failed();
+    r
 }
 
 /// # Safety
@@ -331,16 +334,15 @@ pub unsafe extern "C" fn execv(
     path: *const libc::c_char,
     argv: *const *const libc::c_char,
 ) -> c_int {
-    let f = real!("execv", ExecvFn);
+    let f = real!("execve", ExecveFn);
     let _pass = crate::gate::Pass::enter();
-    // SAFETY: `environ` is the process's environment.
-    if let Some(env) = unsafe { crate::exec::with_agent(environ) } {
-        let execve = real!("execve", ExecveFn);
-        // SAFETY: forwarded arguments with the amended environment.
-        return unsafe { execve(path, argv, env.as_ptr()) };
-    }
-    // SAFETY: forwarded arguments.
-    unsafe { f(path, argv) }
+    // SAFETY: `path` as the caller passed it; `environ` is the process's
+    // environment.
+    let prep = unsafe { crate::exec::prepare(environ, crate::exec::Target::Path(path)) };
+    // SAFETY: forwarded arguments, with the (amended) environment.
+    let r = unsafe { f(path, argv, prep.envp(environ)) };
+    prep.failed();
+    r
 }
 
 /// # Safety
@@ -350,16 +352,15 @@ pub unsafe extern "C" fn execvp(
     file: *const libc::c_char,
     argv: *const *const libc::c_char,
 ) -> c_int {
-    let f = real!("execvp", ExecvFn);
+    let f = real!("execvpe", ExecveFn);
     let _pass = crate::gate::Pass::enter();
-    // SAFETY: `environ` is the process's environment.
-    if let Some(env) = unsafe { crate::exec::with_agent(environ) } {
-        let execvpe = real!("execvpe", ExecveFn);
-        // SAFETY: forwarded arguments with the amended environment.
-        return unsafe { execvpe(file, argv, env.as_ptr()) };
-    }
-    // SAFETY: forwarded arguments.
-    unsafe { f(file, argv) }
+    // SAFETY: `file` as the caller passed it; `environ` is the process's
+    // environment.
+    let prep = unsafe { crate::exec::prepare(environ, crate::exec::Target::Search(file)) };
+    // SAFETY: forwarded arguments, with the (amended) environment.
+    let r = unsafe { f(file, argv, prep.envp(environ)) };
+    prep.failed();
+    r
 }
 
 /// # Safety
@@ -372,11 +373,12 @@ pub unsafe extern "C" fn execvpe(
 ) -> c_int {
     let f = real!("execvpe", ExecveFn);
     let _pass = crate::gate::Pass::enter();
-    // SAFETY: `envp` as the caller passed it.
-    let env = unsafe { crate::exec::with_agent(envp) };
-    let envp = env.as_ref().map_or(envp, |e| e.as_ptr());
+    // SAFETY: `file` and `envp` as the caller passed them.
+    let prep = unsafe { crate::exec::prepare(envp, crate::exec::Target::Search(file)) };
     // SAFETY: forwarded arguments.
-    unsafe { f(file, argv, envp) }
+    let r = unsafe { f(file, argv, prep.envp(envp)) };
+    prep.failed();
+    r
 }
 
 /// # Safety
@@ -390,10 +392,11 @@ pub unsafe extern "C" fn fexecve(
     let f = real!("fexecve", FexecveFn);
     let _pass = crate::gate::Pass::enter();
     // SAFETY: `envp` as the caller passed it.
-    let env = unsafe { crate::exec::with_agent(envp) };
-    let envp = env.as_ref().map_or(envp, |e| e.as_ptr());
+    let prep = unsafe { crate::exec::prepare(envp, crate::exec::Target::Fd(fd)) };
     // SAFETY: forwarded arguments.
-    unsafe { f(fd, argv, envp) }
+    let r = unsafe { f(fd, argv, prep.envp(envp)) };
+    prep.failed();
+    r
 }
 
 type PosixSpawnFn = unsafe extern "C" fn(

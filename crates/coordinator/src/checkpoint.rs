@@ -55,11 +55,18 @@ pub(crate) struct Checkpoint {
     /// `reached[s]`: members whose step is at least `s` (O(1) barrier checks).
     reached: [usize; 4],
     started: Instant,
+    /// When members that have not suspended are asked again.
+    pub ask_again: Instant,
 }
 
 impl Checkpoint {
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// When the timer must run next for this checkpoint, if ever.
+    pub fn next_ask(&self) -> Option<Instant> {
+        (self.phase == Phase::Suspending).then_some(self.ask_again)
     }
 
     /// `token` is one of this checkpoint's members (finished or not).
@@ -90,6 +97,8 @@ pub(crate) struct Restart {
 /// A pending restart nobody has joined for this long is stale (its
 /// processes died before reconnecting) and a new `RestartBegin` replaces it.
 const STALE_RESTART: std::time::Duration = std::time::Duration::from_secs(10);
+/// How often members that have not suspended are asked again.
+const ASK_AGAIN: std::time::Duration = std::time::Duration::from_millis(20);
 
 impl Coordinator {
     pub(crate) fn interval_tick(&mut self) {
@@ -171,6 +180,7 @@ impl Coordinator {
             reached: [members.len(), 0, 0, 0],
             members,
             started: Instant::now(),
+            ask_again: Instant::now() + ASK_AGAIN,
         });
         for t in tokens {
             self.send(t, &msg);
@@ -180,6 +190,10 @@ impl Coordinator {
     /// A `Barrier` message: checkpoint barriers here, `restored` below,
     /// any other name is a user barrier (`user_barrier.rs`).
     pub(crate) fn on_barrier(&mut self, token: Token, generation: u64, name: &str) {
+        // It answers: its checkpoint thread runs.
+        if let Some(p) = self.conns.get_mut(&token).and_then(Conn::process_mut) {
+            p.dormant = false;
+        }
         if name == barrier::RESTORED {
             return self.on_restored(token, generation);
         }
@@ -315,6 +329,56 @@ impl Coordinator {
             options: ck.options.clone(),
         };
         self.send(token, &msg);
+    }
+
+    /// Asks every dormant member that has not suspended yet again (timer):
+    /// a process whose checkpoint thread is not started yet (`dormant.rs`
+    /// in the agent) may have had to let the first request pass, and each
+    /// message raises its signal again; an exec'd one may have lost the
+    /// request with its old image. A repeat is ignored by a member that is
+    /// already in the checkpoint.
+    pub(crate) fn checkpoint_ask_again_all(&mut self, now: Instant) {
+        let Some(ck) = self.ckpt.as_mut() else { return };
+        if ck.phase != Phase::Suspending || now < ck.ask_again {
+            return;
+        }
+        ck.ask_again = now + ASK_AGAIN;
+        let started: Vec<Token> = ck
+            .members
+            .iter()
+            .filter(|(_, m)| m.step == Step::Started)
+            .map(|(t, _)| *t)
+            .collect();
+        let waiting: Vec<Token> = started
+            .into_iter()
+            .filter(|t| {
+                self.conns
+                    .get(t)
+                    .and_then(Conn::process)
+                    .is_some_and(|p| p.dormant)
+            })
+            .collect();
+        for t in waiting {
+            self.checkpoint_ask_again(t);
+        }
+    }
+
+    /// Sends the running checkpoint's request again to `token` if it is a
+    /// member that has not suspended yet.
+    pub(crate) fn checkpoint_ask_again(&mut self, token: Token) {
+        let Some(ck) = self.ckpt.as_ref() else { return };
+        let waiting = ck.phase == Phase::Suspending
+            && ck
+                .members
+                .get(&token)
+                .is_some_and(|m| m.step == Step::Started);
+        if waiting {
+            let msg = FromCoord::Checkpoint {
+                generation: ck.generation,
+                options: ck.options.clone(),
+            };
+            self.send(token, &msg);
+        }
     }
 
     /// A member announced its exit. One that has not suspended yet is simply

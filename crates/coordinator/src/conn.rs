@@ -6,7 +6,8 @@ use std::time::Instant;
 
 use hiber_protocol::frame::{self, FrameBuf};
 use hiber_protocol::{RestartedFrom, ToCoord};
-use mio::net::TcpStream;
+use mio::event::Source;
+use mio::net::{TcpStream, UnixStream};
 use mio::{Interest, Registry, Token};
 
 /// A peer that has not authenticated may send one small frame (the hello).
@@ -19,6 +20,18 @@ pub(crate) enum Kind {
     Pending,
     Control,
     Process(Proc),
+    /// A process's connection for its next fork child (`Role::Spare`).
+    Spare(Spare),
+}
+
+pub(crate) struct Spare {
+    /// Process id of the process that opened it.
+    pub owner: u64,
+    /// The child's process id, already sent in the `Welcome`.
+    pub id: u64,
+    /// Messages the child sent before its parent's `Forked` arrived
+    /// (they travel on two connections); replayed once it is a process.
+    pub early: Vec<ToCoord>,
 }
 
 pub(crate) struct Proc {
@@ -34,6 +47,9 @@ pub(crate) struct Proc {
     pub exiting: bool,
     /// Defaults from `ToCoord::Settings`.
     pub settings: Option<Settings>,
+    /// Forked or exec'd, and not heard from since: its checkpoint thread
+    /// may not be started yet, so a checkpoint asks it again and again.
+    pub dormant: bool,
 }
 
 impl Proc {
@@ -50,8 +66,60 @@ pub(crate) struct Settings {
     pub sync: bool,
 }
 
+/// A peer's socket: TCP (any host), or the coordinator's local socket (a
+/// process on this host that learnt its name from a `Welcome`).
+pub(crate) enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Source for Stream {
+    fn register(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.register(r, t, i),
+            Stream::Unix(s) => s.register(r, t, i),
+        }
+    }
+
+    fn reregister(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.reregister(r, t, i),
+            Stream::Unix(s) => s.reregister(r, t, i),
+        }
+    }
+
+    fn deregister(&mut self, r: &Registry) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.deregister(r),
+            Stream::Unix(s) => s.deregister(r),
+        }
+    }
+}
+
 pub(crate) struct Conn {
-    pub stream: TcpStream,
+    pub stream: Stream,
     pub peer: SocketAddr,
     /// The peer runs on this host (so its pid is meaningful here).
     pub local: bool,
@@ -78,12 +146,14 @@ pub(crate) enum Input {
 }
 
 impl Conn {
-    pub fn new(stream: TcpStream, peer: SocketAddr) -> Conn {
-        let local = peer.ip().is_loopback()
-            || stream
-                .local_addr()
-                .map(|l| l.ip() == peer.ip())
-                .unwrap_or(false);
+    pub fn new(stream: Stream, peer: SocketAddr) -> Conn {
+        let local = match &stream {
+            Stream::Unix(_) => true,
+            Stream::Tcp(s) => {
+                peer.ip().is_loopback()
+                    || s.local_addr().map(|l| l.ip() == peer.ip()).unwrap_or(false)
+            }
+        };
         Conn {
             stream,
             peer,
@@ -197,6 +267,8 @@ pub(crate) fn msg_name(msg: &ToCoord) -> &'static str {
         ToCoord::KvGet { .. } => "KvGet",
         ToCoord::Exiting { .. } => "Exiting",
         ToCoord::Settings { .. } => "Settings",
+        ToCoord::Forked { .. } => "Forked",
+        ToCoord::Execd { .. } => "Execd",
         ToCoord::Status => "Status",
         ToCoord::List => "List",
         ToCoord::Checkpoint(_) => "Checkpoint",

@@ -27,12 +27,12 @@ use hiber_protocol::{
     FromCoord, Hello, HelloReply, PROTOCOL_VERSION, ProcessEntry, ProcessHello, Role, State,
     Status, ToCoord, Welcome,
 };
-use mio::net::TcpListener;
+use mio::net::{TcpListener, UnixListener};
 use mio::{Events, Interest, Poll, Token};
 use tracing::{debug, info, warn};
 
 use crate::checkpoint::{Checkpoint, Restart};
-use crate::conn::{Conn, Input, Kind, Proc, Settings};
+use crate::conn::{Conn, Input, Kind, Proc, Settings, Spare, Stream};
 use crate::user_barrier::UserBarriers;
 
 /// A freshly started coordinator with `exit_on_last` gives up when no
@@ -47,6 +47,7 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 const EXIT_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
 const LISTENER: Token = Token(0);
+const LOCAL_LISTENER: Token = Token(1);
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -83,6 +84,10 @@ pub struct Coordinator {
     config: Config,
     poll: Poll,
     listener: TcpListener,
+    /// The local socket (abstract, so nothing to clean up) and its name:
+    /// processes on this host use it for the connections they make often
+    /// (a fork child's), much cheaper than TCP on loopback.
+    local_listener: Option<(UnixListener, String)>,
     local_addr: SocketAddr,
     /// `HOST:PORT` a client on this host can connect to.
     addr_string: String,
@@ -95,6 +100,8 @@ pub struct Coordinator {
     hello_queue: VecDeque<(Instant, Token)>,
     /// Connected processes by process id.
     ids: HashMap<u64, Token>,
+    /// Spare connections (`Role::Spare`) by the process id they carry.
+    spares: HashMap<u64, Token>,
 
     computation: u64,
     /// Last completed checkpoint generation.
@@ -135,6 +142,7 @@ pub fn bind(config: Config) -> Result<Coordinator> {
 
     let mut id = [0u8; 8];
     cookie::fill_random(&mut id).map_err(Error::Poll)?;
+    let local_listener = bind_local(&poll, local_addr.port());
     let connect_ip = match local_addr.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
         IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
@@ -149,13 +157,15 @@ pub fn bind(config: Config) -> Result<Coordinator> {
         config,
         poll,
         listener,
+        local_listener,
         local_addr,
         cookie,
         conns: HashMap::new(),
-        next_token: 1,
+        next_token: 2,
         dead: Vec::new(),
         hello_queue: VecDeque::new(),
         ids: HashMap::new(),
+        spares: HashMap::new(),
         computation: u64::from_le_bytes(id),
         generation: 0,
         next_process_id: 1,
@@ -167,6 +177,24 @@ pub fn bind(config: Config) -> Result<Coordinator> {
         user_barriers: HashMap::new(),
         exiting: None,
     })
+}
+
+/// Listens on an abstract local socket named after our port and pid (one
+/// per coordinator on the host's network namespace); `None` if that fails,
+/// and processes then use TCP only.
+fn bind_local(poll: &Poll, port: u16) -> Option<(UnixListener, String)> {
+    use std::os::linux::net::SocketAddrExt;
+    let name = format!("hiber-coordinator-{port}-{}", std::process::id());
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).ok()?;
+    let listener = std::os::unix::net::UnixListener::bind_addr(&addr)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|e| warn!("no local socket, TCP only: {e}"))
+        .ok()?;
+    let mut listener = UnixListener::from_std(listener);
+    poll.registry()
+        .register(&mut listener, LOCAL_LISTENER, Interest::READABLE)
+        .ok()?;
+    Some((listener, name))
 }
 
 fn resolve_bind(host: &str, port: u16) -> Result<SocketAddr> {
@@ -212,6 +240,7 @@ impl Coordinator {
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(),
+                    LOCAL_LISTENER => self.accept_local(),
                     token => {
                         if event.is_writable() {
                             self.on_writable(token);
@@ -232,7 +261,8 @@ impl Coordinator {
 
     fn poll_timeout(&self) -> Option<Duration> {
         let now = Instant::now();
-        let mut next = [self.next_tick, self.empty_deadline, self.exiting]
+        let ask = self.ckpt.as_ref().and_then(|ck| ck.next_ask());
+        let mut next = [self.next_tick, self.empty_deadline, self.exiting, ask]
             .into_iter()
             .flatten()
             .min();
@@ -257,6 +287,7 @@ impl Coordinator {
                 self.close(token, "no hello within 10 s");
             }
         }
+        self.checkpoint_ask_again_all(now);
         if self.next_tick.is_some_and(|t| now >= t) {
             self.next_tick = Some(now + Duration::from_secs(self.interval));
             self.interval_tick();
@@ -281,23 +312,11 @@ impl Coordinator {
     fn accept(&mut self) {
         loop {
             match self.listener.accept() {
-                Ok((mut stream, peer)) => {
-                    let token = Token(self.next_token);
-                    self.next_token += 1;
+                Ok((stream, peer)) => {
                     if let Err(e) = stream.set_nodelay(true) {
                         debug!(%peer, "set TCP_NODELAY: {e}");
                     }
-                    if let Err(e) =
-                        self.poll
-                            .registry()
-                            .register(&mut stream, token, Interest::READABLE)
-                    {
-                        warn!(%peer, "cannot watch new connection: {e}");
-                        continue;
-                    }
-                    let conn = Conn::new(stream, peer);
-                    self.hello_queue.push_back((conn.opened, token));
-                    self.conns.insert(token, conn);
+                    self.add_conn(Stream::Tcp(stream), peer);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -309,6 +328,42 @@ impl Coordinator {
                 }
             }
         }
+    }
+
+    fn accept_local(&mut self) {
+        loop {
+            let Some((listener, _)) = &self.local_listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    let peer = SocketAddr::new(IpAddr::from([127, 0, 0, 1]), 0);
+                    self.add_conn(Stream::Unix(stream), peer);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    warn!("accept (local socket): {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn add_conn(&mut self, mut stream: Stream, peer: SocketAddr) {
+        let token = Token(self.next_token);
+        self.next_token += 1;
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut stream, token, Interest::READABLE)
+        {
+            warn!(%peer, "cannot watch new connection: {e}");
+            return;
+        }
+        let conn = Conn::new(stream, peer);
+        self.hello_queue.push_back((conn.opened, token));
+        self.conns.insert(token, conn);
     }
 
     fn on_writable(&mut self, token: Token) {
@@ -371,9 +426,20 @@ impl Coordinator {
             if let Some(ck) = self.ckpt.as_mut().filter(|ck| ck.requester == Some(token)) {
                 ck.requester = None;
             }
-            if let Kind::Process(p) = c.kind {
-                self.ids.remove(&p.id);
-                self.on_process_left(token, p, &reason);
+            match c.kind {
+                Kind::Process(p) => {
+                    self.ids.remove(&p.id);
+                    self.on_process_left(token, p, &reason);
+                }
+                Kind::Spare(sp) => {
+                    self.spares.remove(&sp.id);
+                    debug!(
+                        owner = sp.owner,
+                        id = sp.id,
+                        "spare connection closed: {reason}"
+                    );
+                }
+                _ => {}
             }
         }
     }
@@ -405,6 +471,10 @@ impl Coordinator {
         match frame::decode::<ToCoord>(body) {
             Ok(msg) => {
                 debug!(?token, msg = conn::msg_name(&msg), "received");
+                if let Some(Kind::Spare(sp)) = self.conns.get_mut(&token).map(|c| &mut c.kind) {
+                    sp.early.push(msg);
+                    return;
+                }
                 self.on_message(token, is_process, msg);
             }
             Err(e) => self.close(token, &format!("malformed message: {e}")),
@@ -450,6 +520,13 @@ impl Coordinator {
         }
         let (kind, process_id) = match hello.role {
             Role::Control => (Kind::Control, 0),
+            Role::Spare { owner } => {
+                let id = self.next_process_id;
+                self.next_process_id += 1;
+                self.spares.insert(id, token);
+                let early = Vec::new();
+                (Kind::Spare(Spare { owner, id, early }), id)
+            }
             Role::Process(ph) => match self.admit(&ph) {
                 Ok(id) => (Kind::Process(new_proc(id, ph)), id),
                 Err(reason) => return self.refuse(token, reason),
@@ -461,6 +538,11 @@ impl Coordinator {
             process_id,
             generation: self.generation,
             coordinator: self.addr_string.clone(),
+            local: self
+                .local_listener
+                .as_ref()
+                .map(|(_, n)| n.clone())
+                .unwrap_or_default(),
         };
         let Some(c) = self.conns.get_mut(&token) else {
             return;
@@ -561,6 +643,8 @@ impl Coordinator {
             | ToCoord::CheckpointFailed { .. }
             | ToCoord::Exiting { .. }
             | ToCoord::Settings { .. }
+            | ToCoord::Forked { .. }
+            | ToCoord::Execd { .. }
                 if !is_process =>
             {
                 let m = format!("{} is only accepted from a process", conn::msg_name(&msg));
@@ -578,6 +662,12 @@ impl Coordinator {
                 self.on_checkpoint_failed(token, generation, &error);
             }
             ToCoord::Exiting { status } => self.on_exiting(token, status),
+            ToCoord::Forked {
+                spare,
+                real_pid,
+                virtual_pid,
+            } => self.on_forked(token, spare, real_pid, virtual_pid),
+            ToCoord::Execd { program } => self.on_execd(token, program),
             ToCoord::Settings {
                 ckpt_dir,
                 compress,
@@ -655,6 +745,74 @@ impl Coordinator {
         }
     }
 
+    /// The parent's word that its child took over spare connection
+    /// `spare`: from now on that connection is the child, a process of the
+    /// computation like one that joined with a hello, named and set up like
+    /// its parent.
+    fn on_forked(&mut self, token: Token, spare: u64, real_pid: u32, virtual_pid: u32) {
+        let Some(parent) = self.conns.get(&token).and_then(Conn::process) else {
+            return;
+        };
+        let (parent_id, host, program, settings) = (
+            parent.id,
+            parent.host.clone(),
+            parent.program.clone(),
+            parent.settings.clone(),
+        );
+        let Some(&child) = self.spares.get(&spare) else {
+            // The child already exited (its spare closed first).
+            debug!(spare, "forked child already gone");
+            return;
+        };
+        let Some(c) = self.conns.get_mut(&child) else {
+            return;
+        };
+        let early = match &mut c.kind {
+            Kind::Spare(sp) if sp.owner == parent_id => std::mem::take(&mut sp.early),
+            _ => {
+                warn!(
+                    spare,
+                    "process {parent_id} claims a spare connection it does not own"
+                );
+                return;
+            }
+        };
+        self.spares.remove(&spare);
+        let ph = ProcessHello {
+            real_pid,
+            virtual_pid,
+            host,
+            program,
+            restarted: None,
+        };
+        let mut p = new_proc(spare, ph);
+        p.settings = settings;
+        p.dormant = true;
+        let (label, host) = (p.label(), p.host.clone());
+        info!(process = %label, id = spare, parent = parent_id, "process forked");
+        c.kind = Kind::Process(p);
+        self.ids.insert(spare, child);
+        self.empty_deadline = None;
+        self.checkpoint_joined(child, label, host);
+        for msg in early {
+            self.on_message(child, true, msg);
+        }
+    }
+
+    /// A process exec'd; its new image kept the connection. A checkpoint
+    /// request the old image had taken off the socket died with it, so a
+    /// member that has not suspended yet is asked again (the agent ignores
+    /// a repeat of the generation it is in).
+    fn on_execd(&mut self, token: Token, program: String) {
+        let Some(p) = self.conns.get_mut(&token).and_then(Conn::process_mut) else {
+            return;
+        };
+        debug!(process = %p.label(), %program, "process exec'd");
+        p.program = program;
+        p.dormant = true;
+        self.checkpoint_ask_again(token);
+    }
+
     fn process_list(&self) -> Vec<ProcessEntry> {
         let mut list: Vec<ProcessEntry> = self
             .conns
@@ -706,6 +864,10 @@ impl Coordinator {
             let Some(c) = self.conns.get(&token) else {
                 continue;
             };
+            if matches!(c.kind, Kind::Spare(_)) {
+                self.close(token, "killed");
+                continue;
+            }
             let Some(p) = c.process() else { continue };
             // pid 0/1 or our own pid would hit a process group, init or us.
             let pid = libc::pid_t::try_from(p.real_pid).unwrap_or(0);
@@ -738,6 +900,7 @@ fn new_proc(id: u64, ph: ProcessHello) -> Proc {
         restarted: ph.restarted,
         exiting: false,
         settings: None,
+        dormant: false,
     }
 }
 

@@ -12,7 +12,8 @@ use common::*;
 use hiber_protocol::client::{ClientError, Connection};
 use hiber_protocol::frame;
 use hiber_protocol::{
-    FromCoord, Hello, HelloReply, ProcessHello, RestartedFrom, Role, State, ToCoord, barrier,
+    FromCoord, Hello, HelloReply, PROTOCOL_VERSION, ProcessHello, RestartedFrom, Role, State,
+    ToCoord, barrier,
 };
 
 #[test]
@@ -136,7 +137,8 @@ fn bad_cookie_and_other_version_refused() {
     match frame::read_msg::<_, HelloReply>(&mut raw).unwrap() {
         HelloReply::Refused(reason) => {
             assert!(
-                reason.contains("version 99") && reason.contains("version 1"),
+                reason.contains("version 99")
+                    && reason.contains(&format!("version {PROTOCOL_VERSION}")),
                 "{reason}"
             )
         }
@@ -376,4 +378,130 @@ fn many_processes_one_round() {
         "{n} processes: one checkpoint round in {:?}",
         started.elapsed()
     );
+}
+
+/// A fork child takes over its parent's spare connection: it is a process
+/// once the parent's `Forked` arrives (messages it sent before are kept),
+/// named after its parent, and part of a checkpoint that is stopping
+/// processes. One that exec'd during the stop is asked again. The spare
+/// goes through the coordinator's local socket.
+#[test]
+fn forked_child_takes_over_the_spare_and_exec_is_asked_again() {
+    let coord = Coord::start("spare", false);
+    let hello = ProcessHello {
+        real_pid: 100,
+        virtual_pid: 100,
+        host: "hosta".into(),
+        program: "parent".into(),
+        restarted: None,
+    };
+    let (mut parent, w) = Connection::connect(&coord.addr, Role::Process(hello)).unwrap();
+    let cookie = hiber_protocol::cookie::load_or_create().unwrap();
+    // Through the local socket the welcome names, as the agent does.
+    assert!(!w.local.is_empty(), "the coordinator has a local socket");
+    let local = hiber_protocol::client::local_addr(&w.local);
+    let mut spare = Connection::open_spare(&local, w.process_id, &cookie).unwrap();
+    let child_id = spare.welcome().unwrap().process_id;
+    assert_ne!(child_id, w.process_id);
+    let mut ctl = coord.control();
+    assert_eq!(status(&mut ctl).processes, 1, "a spare is no process");
+
+    // Start a checkpoint: only the parent is asked.
+    ctl.send(&ToCoord::Checkpoint(options(coord.dir.to_str().unwrap())))
+        .unwrap();
+    let generation = expect_checkpoint(&mut parent);
+    // The child execs before the parent's `Forked` is read...
+    spare
+        .send(&ToCoord::Execd {
+            program: "kid".into(),
+        })
+        .unwrap();
+    std::thread::sleep(QUIET);
+    // ...and is a member once it is: asked to checkpoint (and asked again
+    // for its early `Execd`).
+    parent
+        .send(&ToCoord::Forked {
+            spare: child_id,
+            real_pid: 101,
+            virtual_pid: 101,
+        })
+        .unwrap();
+    assert_eq!(expect_checkpoint(&mut spare), generation);
+    assert_eq!(expect_checkpoint(&mut spare), generation);
+    // A forked (or exec'd) process may not have its checkpoint thread yet:
+    // it is asked again every 20 ms until it answers.
+    let mut asked = 0;
+    while let Some(m) = spare.recv_timeout(Duration::from_millis(100)).unwrap() {
+        assert_eq!(
+            m,
+            FromCoord::Checkpoint {
+                generation,
+                options: options(coord.dir.to_str().unwrap())
+            }
+        );
+        asked += 1;
+        if asked == 3 {
+            break;
+        }
+    }
+    assert_eq!(asked, 3, "asked again while dormant");
+    let list = match ctl.request(&ToCoord::List).unwrap() {
+        FromCoord::List(l) => l,
+        other => panic!("expected List, got {other:?}"),
+    };
+    let kid = list.iter().find(|e| e.process_id == child_id).unwrap();
+    assert_eq!((kid.program.as_str(), kid.real_pid), ("kid", 101));
+    assert_eq!(kid.host, "hosta");
+
+    // The suspended barrier waits for the child too.
+    barrier(&mut parent, generation, barrier::SUSPENDED);
+    assert_eq!(parent.recv_timeout(QUIET).unwrap(), None);
+    barrier(&mut spare, generation, barrier::SUSPENDED);
+    expect_release(&mut parent, generation, barrier::SUSPENDED);
+    // Repeats sent before its barrier was read come first.
+    loop {
+        match spare.recv().unwrap() {
+            FromCoord::Checkpoint { generation: g, .. } if g == generation => {}
+            m => {
+                let want = FromCoord::Release {
+                    generation,
+                    name: barrier::SUSPENDED.into(),
+                };
+                assert_eq!(m, want);
+                break;
+            }
+        }
+    }
+    // After suspension an exec cannot happen; an `Execd` now asks nothing.
+    for p in [&mut parent, &mut spare] {
+        barrier(p, generation, barrier::WRITTEN);
+    }
+    for p in [&mut parent, &mut spare] {
+        expect_release(p, generation, barrier::WRITTEN);
+    }
+    for (p, name) in [(&mut parent, "parent"), (&mut spare, "kid")] {
+        p.send(&ToCoord::CheckpointDone {
+            generation,
+            image: format!("{}/ckpt_{name}.hiber", coord.dir.display()),
+            bytes: 4096,
+        })
+        .unwrap();
+    }
+    let r = expect_result(&mut ctl);
+    assert_eq!(r.images.len(), 2, "{r:?}");
+
+    // A spare that closes unclaimed (fork failed, child gone) is no loss,
+    // and a late `Forked` for it is ignored.
+    let mut spare2 = Connection::open_spare(&coord.addr, w.process_id, &cookie).unwrap();
+    let id2 = spare2.welcome().unwrap().process_id;
+    drop(spare2);
+    std::thread::sleep(QUIET);
+    parent
+        .send(&ToCoord::Forked {
+            spare: id2,
+            real_pid: 102,
+            virtual_pid: 102,
+        })
+        .unwrap();
+    assert_eq!(status(&mut ctl).processes, 2);
 }

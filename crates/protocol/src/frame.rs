@@ -43,6 +43,19 @@ pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
     Ok(buf)
 }
 
+/// Encodes `msg` as one frame into `buf` (no allocation: for code that
+/// must not touch the heap); the frame is the returned prefix of `buf`.
+pub fn encode_into<'a, T: Serialize>(msg: &T, buf: &'a mut [u8]) -> Result<&'a [u8], FrameError> {
+    if buf.len() < HEADER {
+        return Err(FrameError::Encode(postcard::Error::SerializeBufferFull));
+    }
+    let len = postcard::to_slice(msg, &mut buf[HEADER..])
+        .map_err(FrameError::Encode)?
+        .len();
+    buf[..HEADER].copy_from_slice(&(len as u32).to_le_bytes());
+    Ok(&buf[..HEADER + len])
+}
+
 /// Decodes one frame body; trailing bytes are an error (they would mean the
 /// two sides disagree about the message layout).
 pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
@@ -208,6 +221,22 @@ impl FrameBuf {
 mod tests {
     use super::*;
     use crate::{CheckpointOptions, FromCoord, ToCoord};
+
+    #[test]
+    fn encode_into_matches_encode() {
+        let msg = ToCoord::Forked {
+            spare: 7,
+            real_pid: 1234,
+            virtual_pid: 1234,
+        };
+        let mut buf = [0u8; 64];
+        assert_eq!(
+            encode_into(&msg, &mut buf).unwrap(),
+            &encode(&msg).unwrap()[..]
+        );
+        let mut small = [0u8; 5];
+        assert!(encode_into(&msg, &mut small).is_err());
+    }
 
     fn sample() -> FromCoord {
         FromCoord::Checkpoint {

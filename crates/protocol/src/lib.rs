@@ -18,7 +18,7 @@ pub mod handoff;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on every incompatible change of the messages below.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 /// Largest frame either side accepts.
 pub const MAX_FRAME: usize = 16 << 20;
 /// Default coordinator address.
@@ -59,6 +59,11 @@ pub enum Role {
     Process(ProcessHello),
     /// A one-shot command-line client.
     Control,
+    /// A connection process `owner` opens ahead of its next `fork`: the
+    /// child takes it over as its own (`ToCoord::Forked`), so a fork costs
+    /// no connect and no round trip. Its `Welcome` already carries the
+    /// child's process id; it is not a process until then.
+    Spare { owner: u64 },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -94,6 +99,10 @@ pub struct Welcome {
     /// Last generation completed (0 before the first checkpoint).
     pub generation: u64,
     pub coordinator: String,
+    /// Name of the coordinator's abstract local socket (empty: none). A
+    /// process on the coordinator's host may connect there instead
+    /// (`client::local_addr`), at a fraction of TCP's cost.
+    pub local: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -144,6 +153,21 @@ pub enum ToCoord {
     /// The process is exiting normally with this status.
     Exiting {
         status: i32,
+    },
+    /// This process forked: the child (pids as the coordinator and the
+    /// program see them) has taken over our spare connection `spare` (its
+    /// `Welcome`'s process id). Sent before the parent's `fork` returns, on
+    /// the parent's own connection, so it arrives before anything the
+    /// parent sends later (a barrier).
+    Forked {
+        spare: u64,
+        real_pid: u32,
+        virtual_pid: u32,
+    },
+    /// The process exec'd `program` and its new image took over the
+    /// connection (sent first thing by the new image's agent).
+    Execd {
+        program: String,
     },
     /// Per-process default settings, sent once after `Welcome`.
     Settings {

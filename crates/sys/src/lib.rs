@@ -126,6 +126,23 @@ pub fn read(fd: i32, buf: &mut [u8]) -> SysResult {
     sys!(read, fd, buf.as_mut_ptr(), buf.len())
 }
 
+/// Reads `out.len()` bytes of this process's memory at `addr` with
+/// `process_vm_readv`: an unmapped address is an error (or a short read),
+/// not a fault. Returns the bytes read.
+pub fn read_own_memory(addr: u64, out: &mut [u8]) -> SysResult {
+    let local = [out.as_mut_ptr() as usize, out.len()];
+    let remote = [addr as usize, out.len()];
+    sys!(
+        process_vm_readv,
+        getpid(),
+        local.as_ptr(),
+        1,
+        remote.as_ptr(),
+        1,
+        0
+    )
+}
+
 /// `pipe2(fds, flags)`.
 pub fn pipe2(fds: &mut [i32; 2], flags: u32) -> SysResult {
     sys!(pipe2, fds.as_mut_ptr(), flags)

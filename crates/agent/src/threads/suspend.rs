@@ -170,7 +170,13 @@ pub fn is_agent_thread(tid: u32) -> bool {
     AGENT_TIDS.iter().any(|t| t.load(Relaxed) == tid)
 }
 
-extern "C" fn handler(_sig: c_int, _info: *mut libc::siginfo_t, uc: *mut c_void) {
+extern "C" fn handler(_sig: c_int, info: *mut libc::siginfo_t, uc: *mut c_void) {
+    // SAFETY: the kernel's siginfo for this signal.
+    let code = unsafe { (*info).si_code };
+    if super::dormant::is_socket_signal(code) {
+        // The coordinator socket of a dormant process has a message.
+        return super::dormant::on_signal(uc);
+    }
     if !ACTIVE.load(Acquire) {
         return; // a stray signal outside a checkpoint: ignore it
     }
