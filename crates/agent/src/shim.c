@@ -75,54 +75,38 @@ static ptrdiff_t count_args(va_list ap) {
     return argc;
 }
 
+/* Declares `argv`, the array of `arg` and the variadic arguments up to and
+ * including their NULL (on the stack: argc + 1 slots), and leaves `ap`
+ * just past that NULL, still open; returns -1 from the enclosing function
+ * on E2BIG. */
+#define COLLECT_ARGV(argv, arg, ap)                                          \
+    va_list ap, count_;                                                      \
+    va_start(ap, arg);                                                       \
+    va_copy(count_, ap);                                                     \
+    ptrdiff_t argc_ = count_args(count_);                                    \
+    va_end(count_);                                                          \
+    if (argc_ < 0) {                                                         \
+        va_end(ap);                                                          \
+        return -1;                                                           \
+    }                                                                        \
+    char *argv[argc_ + 1];                                                   \
+    argv[0] = (char *)(arg);                                                 \
+    for (ptrdiff_t i_ = 1; i_ <= argc_; i_++) argv[i_] = va_arg(ap, char *)
+
 HIDDEN int hiber_shim_execl(const char *path, const char *arg, ...) {
-    va_list ap, count;
-    va_start(ap, arg);
-    va_copy(count, ap);
-    ptrdiff_t argc = count_args(count);
-    va_end(count);
-    if (argc < 0) {
-        va_end(ap);
-        return -1;
-    }
-    /* argc + 1 slots: the arguments and the NULL that ends them. */
-    char *argv[argc + 1];
-    argv[0] = (char *)arg;
-    for (ptrdiff_t i = 1; i <= argc; i++) argv[i] = va_arg(ap, char *);
+    COLLECT_ARGV(argv, arg, ap);
     va_end(ap);
     return execv(path, argv);
 }
 
 HIDDEN int hiber_shim_execlp(const char *file, const char *arg, ...) {
-    va_list ap, count;
-    va_start(ap, arg);
-    va_copy(count, ap);
-    ptrdiff_t argc = count_args(count);
-    va_end(count);
-    if (argc < 0) {
-        va_end(ap);
-        return -1;
-    }
-    char *argv[argc + 1];
-    argv[0] = (char *)arg;
-    for (ptrdiff_t i = 1; i <= argc; i++) argv[i] = va_arg(ap, char *);
+    COLLECT_ARGV(argv, arg, ap);
     va_end(ap);
     return execvp(file, argv);
 }
 
 HIDDEN int hiber_shim_execle(const char *path, const char *arg, ...) {
-    va_list ap, count;
-    va_start(ap, arg);
-    va_copy(count, ap);
-    ptrdiff_t argc = count_args(count);
-    va_end(count);
-    if (argc < 0) {
-        va_end(ap);
-        return -1;
-    }
-    char *argv[argc + 1];
-    argv[0] = (char *)arg;
-    for (ptrdiff_t i = 1; i <= argc; i++) argv[i] = va_arg(ap, char *);
+    COLLECT_ARGV(argv, arg, ap);
     /* The environment follows the NULL that ends the arguments. */
     char **envp = va_arg(ap, char **);
     va_end(ap);

@@ -22,36 +22,34 @@ unsafe extern "C" {
     fn hiber_shim_clone();
 }
 
-/// `int execl(const char *path, const char *arg, ... /*, NULL */)`.
-// SAFETY: the body is one jump to shim.c's function of the same C
-// signature, which returns to our caller.
-#[unsafe(naked)]
-#[unsafe(no_mangle)]
-pub extern "C" fn execl() {
-    naked_asm!("jmp {f}", f = sym hiber_shim_execl)
+/// Exports `$name`, a single jump to `$target`.
+macro_rules! jump {
+    ($(#[$doc:meta])* $name:ident => $target:ident) => {
+        $(#[$doc])*
+        // SAFETY: the body is one jump to shim.c's function of the same C
+        // signature, which returns to our caller.
+        #[unsafe(naked)]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn $name() {
+            naked_asm!("jmp {f}", f = sym $target)
+        }
+    };
 }
 
-/// `int execlp(const char *file, const char *arg, ... /*, NULL */)`.
-// SAFETY: as for `execl`.
-#[unsafe(naked)]
-#[unsafe(no_mangle)]
-pub extern "C" fn execlp() {
-    naked_asm!("jmp {f}", f = sym hiber_shim_execlp)
-}
-
-/// `int execle(const char *path, const char *arg, ... /*, NULL, char *const envp[] */)`.
-// SAFETY: as for `execl`.
-#[unsafe(naked)]
-#[unsafe(no_mangle)]
-pub extern "C" fn execle() {
-    naked_asm!("jmp {f}", f = sym hiber_shim_execle)
-}
-
-/// `int clone(int (*fn)(void *), void *stack, int flags, void *arg, ...
-/// /* pid_t *parent_tid, void *tls, pid_t *child_tid */)`.
-// SAFETY: as for `execl`.
-#[unsafe(naked)]
-#[unsafe(no_mangle)]
-pub extern "C" fn clone() {
-    naked_asm!("jmp {f}", f = sym hiber_shim_clone)
-}
+jump!(
+    /// `int execl(const char *path, const char *arg, ... /*, NULL */)`.
+    execl => hiber_shim_execl
+);
+jump!(
+    /// `int execlp(const char *file, const char *arg, ... /*, NULL */)`.
+    execlp => hiber_shim_execlp
+);
+jump!(
+    /// `int execle(const char *path, const char *arg, ... /*, NULL, char *const envp[] */)`.
+    execle => hiber_shim_execle
+);
+jump!(
+    /// `int clone(int (*fn)(void *), void *stack, int flags, void *arg, ...
+    /// /* pid_t *parent_tid, void *tls, pid_t *child_tid */)`.
+    clone => hiber_shim_clone
+);
