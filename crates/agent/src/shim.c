@@ -41,6 +41,7 @@ void hiber_internal_fork_parent(void *fork, pid_t pid);
  * (see clone below). Both are also pthread_atfork handlers. */
 void hiber_internal_alloc_hold(void);
 void hiber_internal_alloc_release(void);
+void hiber_internal_wake(void);
 
 #define HIDDEN __attribute__((visibility("hidden")))
 
@@ -229,7 +230,15 @@ HIDDEN int hiber_shim_clone(int (*fn)(void *), void *stack, int flags, void *arg
         errno = ENOSYS;
         return -1;
     }
-    if (flags & SHARES_WITH_CHILD) return real(fn, stack, flags, arg, parent_tid, tls, child_tid);
+    if (flags & SHARES_WITH_CHILD) {
+        /* A thread made without pthread_create (CLONE_THREAD, or sharing
+         * our memory while we run on: not a vfork): the checkpoint thread
+         * must exist first, as before any second thread
+         * (threads/dormant.rs). */
+        if ((flags & CLONE_THREAD) || ((flags & CLONE_VM) && !(flags & CLONE_VFORK)))
+            hiber_internal_wake();
+        return real(fn, stack, flags, arg, parent_tid, tls, child_tid);
+    }
 
     pthread_once(&atfork_once, register_atfork);
     struct clone_start start = {fn, arg, hiber_internal_fork_enter(), 0, 0};

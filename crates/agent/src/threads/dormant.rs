@@ -312,6 +312,12 @@ pub fn wake() {
     }
 }
 
+/// [`wake`], for `shim.c` (a thread made by `clone` itself).
+#[unsafe(no_mangle)]
+pub extern "C" fn hiber_internal_wake() {
+    wake();
+}
+
 /// See the module docs. Async-signal-safe.
 fn safe_to_start(uc: *mut c_void) -> bool {
     // SAFETY: the kernel's ucontext for this signal.
