@@ -2,7 +2,9 @@
 //! → restart cycles, against an uninterrupted run: an epoll instance (with
 //! one-shot and edge-triggered registrations and 64-bit data) over an
 //! eventfd in semaphore mode, a periodic timerfd, a signalfd and an inotify
-//! watch (`tests/programs/evloop.c`).
+//! watch (`tests/programs/evloop.c`); and two timerfds read only at the
+//! end: one whose expiration went unread across the checkpoints, one still
+//! an hour away.
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
@@ -36,6 +38,10 @@ fn epoll_over_eventfd_timerfd_signalfd_inotify() {
     assert_eq!(
         std::fs::read_to_string(env.dir.join("ref.log")).unwrap(),
         reference
+    );
+    assert!(
+        reference.ends_with("oneshot=1 hour-pending=1 hour-armed=1\n"),
+        "the uninterrupted run's timers:\n{reference}"
     );
     kill_restart_cycles(
         &env,

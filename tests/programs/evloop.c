@@ -3,7 +3,10 @@
  * registration re-armed every round), a periodic timerfd, a signalfd for
  * SIGUSR1 (blocked; the program kills itself every fourth round) and an
  * inotify fd (edge-triggered) watching a directory where the program
- * creates a file every round. All of them are non-blocking.
+ * creates a file every round. All of them are non-blocking. Two more
+ * timerfds are read only at the end: a one-shot one that expired early
+ * (its unread expiration must survive the restarts) and one an hour away
+ * (it must still be pending).
  *
  * Each round prints what became ready and the values read, to stdout and to
  * a log file kept open across the run. Nothing printed depends on timing:
@@ -80,6 +83,14 @@ int main(int argc, char **argv) {
 
     struct itimerspec period = {{0, 40 * 1000 * 1000}, {0, 40 * 1000 * 1000}};
     if (timerfd_settime(tfd, 0, &period, NULL) != 0) die("timerfd_settime");
+
+    int t_short = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK);
+    int t_long = timerfd_create(CLOCK_BOOTTIME, TFD_NONBLOCK);
+    if (t_short < 0 || t_long < 0) die("timerfd_create");
+    struct itimerspec once = {{0, 0}, {0, 50 * 1000 * 1000}};
+    struct itimerspec hour = {{0, 0}, {3600, 0}};
+    if (timerfd_settime(t_short, 0, &once, NULL) != 0 || timerfd_settime(t_long, 0, &hour, NULL) != 0)
+        die("timerfd_settime");
 
     struct epoll_event ev;
     ev.events = EPOLLIN | EPOLLONESHOT;
@@ -185,6 +196,14 @@ int main(int argc, char **argv) {
     }
     uint64_t left = 0, v;
     while (read(efd, &v, 8) == 8) left++;
-    say("end eventfd=%llu\n", (unsigned long long)left);
+    uint64_t short_ticks = 0;
+    if (read(t_short, &short_ticks, 8) != 8) short_ticks = 0;
+    uint64_t long_ticks = 0;
+    int long_pending = read(t_long, &long_ticks, 8) < 0 && errno == EAGAIN;
+    struct itimerspec cur;
+    if (timerfd_gettime(t_long, &cur) != 0) die("timerfd_gettime");
+    int long_armed = cur.it_value.tv_sec > 3000 && cur.it_value.tv_sec <= 3600;
+    say("end eventfd=%llu oneshot=%llu hour-pending=%d hour-armed=%d\n", (unsigned long long)left,
+        (unsigned long long)short_ticks, long_pending, long_armed);
     return 0;
 }
