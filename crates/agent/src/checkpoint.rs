@@ -335,13 +335,15 @@ pub struct ForkState {
 pub type ForkLocks = (
     std::sync::MutexGuard<'static, Option<Shared>>,
     std::sync::MutexGuard<'static, Option<Spare>>,
+    std::sync::MutexGuard<'static, Vec<crate::fd::inotify::Recorded>>,
 );
 
 /// Takes the locks of [`ForkLocks`] (in this order everywhere).
 pub fn fork_locks() -> Option<ForkLocks> {
     let shared = SHARED.lock().ok()?;
     let spare = SPARE.lock().ok()?;
-    Some((shared, spare))
+    let watches = crate::fd::inotify::WATCHES.lock().ok()?;
+    Some((shared, spare, watches))
 }
 
 /// Called by the `fork` wrapper before forking; `None` when this process

@@ -469,3 +469,48 @@ pub unsafe extern "C" fn dlclose(handle: *mut c_void) -> c_int {
     // SAFETY: forwarded argument.
     unsafe { f(handle) }
 }
+
+type InotifyAddWatchFn = unsafe extern "C" fn(c_int, *const libc::c_char, u32) -> c_int;
+type InotifyRmWatchFn = unsafe extern "C" fn(c_int, c_int) -> c_int;
+
+/// The kernel does not tell a watch's path afterwards (`fd/inotify.rs`):
+/// the agent records it here.
+///
+/// # Safety
+/// Same contract as libc's `inotify_add_watch`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn inotify_add_watch(
+    fd: c_int,
+    path: *const libc::c_char,
+    mask: u32,
+) -> c_int {
+    let f = real!("inotify_add_watch", InotifyAddWatchFn);
+    // Inside the wrapper lock, so no checkpoint happens between the call
+    // and the record, and no thread is stopped holding the table.
+    let _pass = crate::gate::Pass::enter();
+    // SAFETY: forwarded arguments.
+    let wd = unsafe { f(fd, path, mask) };
+    if wd >= 0 && !path.is_null() {
+        let e = errno();
+        // SAFETY: the call succeeded, so `path` is a NUL-terminated string.
+        let p = unsafe { std::ffi::CStr::from_ptr(path) };
+        crate::fd::inotify::record(fd, p, mask, wd);
+        // SAFETY: restores this thread's errno.
+        unsafe { *libc::__errno_location() = e };
+    }
+    wd
+}
+
+/// # Safety
+/// Same contract as libc's `inotify_rm_watch`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn inotify_rm_watch(fd: c_int, wd: c_int) -> c_int {
+    let f = real!("inotify_rm_watch", InotifyRmWatchFn);
+    let _pass = crate::gate::Pass::enter();
+    // SAFETY: forwarded arguments.
+    let r = unsafe { f(fd, wd) };
+    if r == 0 {
+        crate::fd::inotify::forget(fd, wd);
+    }
+    r
+}

@@ -209,6 +209,70 @@ pub enum FdKind {
         link: String,
         flags: i32,
     },
+    // The kinds below were added after the first images were written:
+    // postcard stores the variant's index, so new kinds go at the end and
+    // older images keep decoding.
+    /// `eventfd(2)`: the counter and whether it counts as a semaphore.
+    EventFd {
+        flags: i32,
+        count: u64,
+        /// `EFD_SEMAPHORE` (fdinfo `eventfd-semaphore`; kernels before 6.6
+        /// do not say, and it is then recorded as false).
+        semaphore: bool,
+    },
+    /// `timerfd_create(2)`: the clock, the time left and the interval as
+    /// `timerfd_gettime` told them, and the expirations not yet read.
+    TimerFd {
+        flags: i32,
+        clock: i32,
+        /// `timerfd_settime` flags (`TFD_TIMER_ABSTIME`,
+        /// `TFD_TIMER_CANCEL_ON_SET`).
+        settime_flags: i32,
+        /// Time left before the next expiration, ns (0: disarmed).
+        value_ns: u64,
+        interval_ns: u64,
+        /// Expirations since the last `read`.
+        ticks: u64,
+    },
+    /// `signalfd(2)`: the signals it accepts.
+    SignalFd {
+        flags: i32,
+        mask: u64,
+    },
+    /// `epoll_create(2)`: the interest list.
+    Epoll {
+        flags: i32,
+        targets: Vec<EpollTarget>,
+    },
+    /// `inotify_init(2)`: the watches, in watch-descriptor order.
+    Inotify {
+        flags: i32,
+        watches: Vec<InotifyWatch>,
+    },
+}
+
+/// One registration of an epoll instance's interest list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EpollTarget {
+    /// The descriptor number given to `EPOLL_CTL_ADD`.
+    pub fd: i32,
+    /// `epoll_event.events`, with `EPOLLET`, `EPOLLONESHOT`, ... (a
+    /// one-shot registration that fired has no event bits left).
+    pub events: u32,
+    /// `epoll_event.data`, returned as is by `epoll_wait`.
+    pub data: u64,
+}
+
+/// One inotify watch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InotifyWatch {
+    pub wd: i32,
+    /// The kernel's mask for it (`IN_*` events and `IN_ONESHOT`,
+    /// `IN_EXCL_UNLINK`, ...).
+    pub mask: u32,
+    /// The path given to `inotify_add_watch`, made absolute; empty when
+    /// the agent did not see the call (the watch cannot come back).
+    pub path: String,
 }
 
 /// One file descriptor (one element of the FDS section).
@@ -241,6 +305,11 @@ impl FdKind {
             FdKind::Pipe { .. } => "pipe",
             FdKind::Socket { .. } => "socket",
             FdKind::Other { .. } => "other",
+            FdKind::EventFd { .. } => "eventfd",
+            FdKind::TimerFd { .. } => "timerfd",
+            FdKind::SignalFd { .. } => "signalfd",
+            FdKind::Epoll { .. } => "epoll",
+            FdKind::Inotify { .. } => "inotify",
         }
     }
 }

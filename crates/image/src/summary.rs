@@ -200,6 +200,36 @@ fn fd_description(kind: &FdKind) -> String {
         }
         FdKind::Socket { inode, flags } => format!("socket:[{inode}] flags=0{flags:o}"),
         FdKind::Other { link, flags } => format!("{link} flags=0{flags:o}"),
+        FdKind::EventFd {
+            flags,
+            count,
+            semaphore,
+        } => format!(
+            "eventfd count={count}{} flags=0{flags:o}",
+            if *semaphore { " semaphore" } else { "" }
+        ),
+        FdKind::TimerFd {
+            flags,
+            clock,
+            value_ns,
+            interval_ns,
+            ticks,
+            ..
+        } => format!(
+            "timerfd clock={clock} left={value_ns}ns interval={interval_ns}ns ticks={ticks} flags=0{flags:o}"
+        ),
+        FdKind::SignalFd { flags, mask } => format!("signalfd mask={mask:#x} flags=0{flags:o}"),
+        FdKind::Epoll { flags, targets } => {
+            let fds: Vec<String> = targets.iter().map(|t| t.fd.to_string()).collect();
+            format!("epoll [{}] flags=0{flags:o}", fds.join(","))
+        }
+        FdKind::Inotify { flags, watches } => {
+            let w: Vec<String> = watches
+                .iter()
+                .map(|w| format!("{}:{}", w.wd, w.path))
+                .collect();
+            format!("inotify [{}] flags=0{flags:o}", w.join(" "))
+        }
     }
 }
 

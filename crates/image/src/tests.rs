@@ -993,3 +993,34 @@ fn changing_memory_does_not_corrupt_its_neighbours() {
         }
     });
 }
+
+/// postcard stores an enum's variant index: the kinds added later must
+/// come after the first six, so images written before them still decode.
+#[test]
+fn fd_kinds_keep_their_variant_index() {
+    let other = FdKind::Other {
+        link: "anon_inode:[x]".into(),
+        flags: 2,
+    };
+    assert_eq!(crate::meta::encode(&other).unwrap()[0], 5);
+    let epoll = FdKind::Epoll {
+        flags: 2,
+        targets: vec![crate::meta::EpollTarget {
+            fd: 4,
+            events: 0x8000_0001,
+            data: u64::MAX,
+        }],
+    };
+    let bytes = crate::meta::encode(&epoll).unwrap();
+    assert_eq!(bytes[0], 9);
+    assert_eq!(crate::meta::decode::<FdKind>(&bytes).unwrap(), epoll);
+    let inotify = FdKind::Inotify {
+        flags: 0,
+        watches: vec![crate::meta::InotifyWatch {
+            wd: 1,
+            mask: 0x100,
+            path: "/tmp".into(),
+        }],
+    };
+    assert_eq!(crate::meta::encode(&inotify).unwrap()[0], 10);
+}

@@ -6,9 +6,19 @@
 //! outside the computation are bound to `hiber restart`'s own stdio (they
 //! are inherited through the restorer); every other fd is recreated at its
 //! number, and fds the process did not have are closed.
+//!
+//! Kernel objects without a path (`anon_inode:`) are recreated from what
+//! `/proc/self/fdinfo/N` tells: eventfd, timerfd, signalfd, epoll and
+//! inotify each have a module named after them. epoll registrations are
+//! added last, once every descriptor they name is back.
 
+mod epoll;
+mod eventfd;
 mod file;
+pub mod inotify;
 mod pipe;
+mod signalfd;
+mod timerfd;
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
@@ -124,6 +134,32 @@ fn same_description(a: i32, b: i32) -> bool {
     }
 }
 
+/// `/proc/self/fdinfo/N`.
+fn fdinfo(fd: i32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()
+}
+
+/// The value of the first fdinfo line starting with `key` (trimmed).
+fn field<'a>(fdinfo: &'a str, key: &str) -> Option<&'a str> {
+    fdinfo
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .map(str::trim)
+}
+
+/// The kinds without a path, told by their `anon_inode:` link; `None` for
+/// one we do not know (or whose fdinfo did not parse).
+fn save_anon(fd: i32, link: &str, flags: i32) -> Option<FdKind> {
+    match link.strip_prefix("anon_inode:")? {
+        "[eventfd]" => eventfd::save(fd, flags),
+        "[timerfd]" => timerfd::save(fd, flags),
+        "[signalfd]" => signalfd::save(fd, flags),
+        "[eventpoll]" => epoll::save(fd, flags),
+        "inotify" => inotify::save(fd, flags),
+        _ => None,
+    }
+}
+
 fn save_one(fd: i32) -> Option<FdMeta> {
     let link = std::fs::read_link(format!("/proc/self/fd/{fd}"))
         .ok()?
@@ -142,6 +178,9 @@ fn save_one(fd: i32) -> Option<FdMeta> {
     let meta = std::fs::metadata(format!("/proc/self/fd/{fd}")).ok();
     let ft = meta.as_ref().map(|m| m.file_type());
     let kind = match ft {
+        _ if link.starts_with("anon_inode:") => {
+            save_anon(fd, &link, flags).unwrap_or(FdKind::Other { link, flags })
+        }
         Some(t) if t.is_file() => file::save(fd, &link, flags, meta.as_ref()?),
         Some(t) if t.is_dir() => FdKind::Directory {
             path: link,
@@ -298,14 +337,20 @@ pub fn restore(
             unsafe { libc::close(fd) };
         }
     }
+    // Descriptors recreated as what they were (not /dev/null instead).
+    let mut restored: Vec<i32> = Vec::new();
     for m in saved {
         if keep_inherited(m.fd) {
+            restored.push(m.fd);
             continue;
         }
         if let Some(orig) = m.dup_of {
             // SAFETY: duplicating a descriptor restored just before (lower
             // numbers come first) onto this one's number.
             unsafe { libc::dup3(orig, m.fd, if m.cloexec { libc::O_CLOEXEC } else { 0 }) };
+            if restored.contains(&orig) {
+                restored.push(m.fd);
+            }
             continue;
         }
         let shared = files.iter().find(|f| f.fd == m.fd);
@@ -326,6 +371,35 @@ pub fn restore(
                 Some(p) => pipe::restore(p, *flags),
                 None => Err("pipe not recreated".into()),
             },
+            FdKind::EventFd {
+                flags,
+                count,
+                semaphore,
+            } => eventfd::restore(*flags, *count, *semaphore),
+            FdKind::TimerFd {
+                flags,
+                clock,
+                settime_flags,
+                value_ns,
+                interval_ns,
+                ticks,
+            } => timerfd::restore(
+                &timerfd::Saved {
+                    flags: *flags,
+                    clock: *clock,
+                    settime_flags: *settime_flags,
+                    value_ns: *value_ns,
+                    interval_ns: *interval_ns,
+                    ticks: *ticks,
+                },
+                &mut warnings,
+                m.fd,
+            ),
+            FdKind::SignalFd { flags, mask } => signalfd::restore(*flags, *mask),
+            FdKind::Epoll { .. } => epoll::create(),
+            FdKind::Inotify { flags, watches } => {
+                inotify::restore(*flags, watches, m.fd, &mut warnings)
+            }
             other => {
                 warnings.push(format!(
                     "fd {} ({}) leads outside the computation; it now reads as /dev/null",
@@ -338,6 +412,7 @@ pub fn restore(
         match r {
             Ok(newfd) => {
                 place(newfd, m.fd, m.cloexec);
+                restored.push(m.fd);
                 if let Some(o) = m.owner {
                     set_owner(m.fd, o);
                 }
@@ -354,6 +429,15 @@ pub fn restore(
         // SAFETY: our own temporary copies of the inherited pipe ends.
         unsafe { libc::close(fd) };
     }
+    // Every descriptor is back: the epoll instances get their interest
+    // lists (a duplicate shares its original's instance).
+    for m in saved {
+        if let (FdKind::Epoll { targets, .. }, None) = (&m.kind, m.dup_of)
+            && restored.contains(&m.fd)
+        {
+            epoll::add_targets(m.fd, targets, |fd| restored.contains(&fd), &mut warnings);
+        }
+    }
     warnings
 }
 
@@ -367,6 +451,11 @@ fn describe(k: &FdKind) -> String {
         FdKind::Pipe { path, .. } => path.clone(),
         FdKind::Socket { inode, .. } => format!("socket:[{inode}]"),
         FdKind::Other { link, .. } => link.clone(),
+        FdKind::EventFd { .. } => "anon_inode:[eventfd]".into(),
+        FdKind::TimerFd { .. } => "anon_inode:[timerfd]".into(),
+        FdKind::SignalFd { .. } => "anon_inode:[signalfd]".into(),
+        FdKind::Epoll { .. } => "anon_inode:[eventpoll]".into(),
+        FdKind::Inotify { .. } => "anon_inode:inotify".into(),
         FdKind::File { path, .. }
         | FdKind::Directory { path, .. }
         | FdKind::Terminal { path, .. } => path.clone(),
