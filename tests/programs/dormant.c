@@ -5,7 +5,9 @@
  *
  * The parent forks three children and waits for them in waitpid (in libc,
  * blocked in a system call):
- *   busy    computes in a loop of its own code, calling nothing;
+ *   busy    computes in a loop of its own code, calling nothing (then a
+ *           short sleep: every child takes at least 20 ms a round, so none
+ *           ends before the test's checkpoints);
  *   reader  blocks in read() on a pipe fed by a grandchild that writes a
  *           byte every 20 ms, so it is in read() nearly always;
  *   libc    spends most of its time inside libc (memset and memcpy of a
@@ -51,6 +53,7 @@ static int busy(int rounds) {
     volatile uint64_t h = 1;
     for (int r = 0; r < rounds; r++) {
         for (long i = 0; i < 5000000; i++) h = mix(h + (uint64_t)i);
+        usleep(10000);
         snprintf(line, sizeof line, "busy %d %016llx\n", r, (unsigned long long)h);
         out("busy.out", line);
     }
@@ -92,7 +95,7 @@ static int inlibc(int rounds) {
             memset(a, r + k, n);
             memcpy(b, a, n);
         }
-        usleep(5000);
+        usleep(20000);
         snprintf(line, sizeof line, "libc %d %u\n", r, b[n / 2]);
         out("libc.out", line);
     }

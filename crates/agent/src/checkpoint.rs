@@ -291,6 +291,7 @@ pub fn start() -> Result<(), String> {
         host: hostname(),
         program: program.clone(),
         restarted: None,
+        dormant: true,
     };
     let cookie = cookie()?;
     let (mut conn, welcome) =
@@ -421,6 +422,7 @@ pub fn fork_child(st: ForkState) {
         host: hostname(),
         program: parent.program.clone(),
         restarted: None,
+        dormant: true,
     };
     let joined = cookie()
         .and_then(|c| {
@@ -1182,5 +1184,6 @@ pub fn restarted_hello(s: &Shared) -> ProcessHello {
             generation: s.generation,
             process_id: s.process_id,
         }),
+        dormant: false,
     }
 }

@@ -784,6 +784,7 @@ impl Coordinator {
             host,
             program,
             restarted: None,
+            dormant: true,
         };
         let mut p = new_proc(spare, ph);
         p.settings = settings;
@@ -900,7 +901,7 @@ fn new_proc(id: u64, ph: ProcessHello) -> Proc {
         restarted: ph.restarted,
         exiting: false,
         settings: None,
-        dormant: false,
+        dormant: ph.dormant,
     }
 }
 

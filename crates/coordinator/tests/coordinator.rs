@@ -229,6 +229,7 @@ fn restart_barrier_waits_for_every_process() {
         host: "hosta".into(),
         program: format!("fake{i}"),
         restarted: from(id),
+        dormant: false,
     };
     let (mut a, wa) = Connection::connect(&coord.addr, Role::Process(hello(0, 7))).unwrap();
     assert_eq!(
@@ -394,6 +395,7 @@ fn forked_child_takes_over_the_spare_and_exec_is_asked_again() {
         host: "hosta".into(),
         program: "parent".into(),
         restarted: None,
+        dormant: false,
     };
     let (mut parent, w) = Connection::connect(&coord.addr, Role::Process(hello)).unwrap();
     let cookie = hiber_protocol::cookie::load_or_create().unwrap();

@@ -79,6 +79,10 @@ pub struct ProcessHello {
     /// `Some` when this process comes back from an image: the computation
     /// and generation it was checkpointed in.
     pub restarted: Option<RestartedFrom>,
+    /// Its checkpoint thread is not started yet (the agent starts it when
+    /// the first checkpoint comes): until it answers, a checkpoint asks it
+    /// again every 20 ms.
+    pub dormant: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

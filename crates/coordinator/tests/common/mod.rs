@@ -84,6 +84,7 @@ impl Coord {
             .into(),
             program: format!("fake{i}"),
             restarted,
+            dormant: false,
         };
         Connection::connect(&self.addr, Role::Process(hello))
             .unwrap()
