@@ -10,6 +10,15 @@
 //! that saved it, and every process that mapped it maps that memfd shared
 //! at its own address and offset: writes of one are seen by the others
 //! again.
+//!
+//! A shared mapping of a kernel object's descriptor (`anon_inode:[io_uring]`
+//! rings, an `anon_inode:[perf_event]` ring buffer) cannot come back: the
+//! object is gone, and its descriptor is a placeholder now (see the agent's
+//! `fd/mod.rs`). Such an area becomes private memory of the same size and
+//! protection holding what it held at the checkpoint, with a warning. It
+//! is not keyed by its inode like the others: perf events of one kernel
+//! share one anonymous inode, and one object per inode would merge
+//! unrelated ring buffers.
 
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -21,6 +30,9 @@ use hiber_image::Image;
 use hiber_image::format::{area_flags, prot};
 
 pub struct SharedMemory {
+    /// Warnings for the user: the kernel objects' areas that became plain
+    /// memory.
+    pub warnings: Vec<String>,
     objects: Vec<OwnedFd>,
     /// Per image: area start → (object index, offset in the object).
     areas: Vec<HashMap<u64, (usize, u64)>>,
@@ -32,6 +44,7 @@ impl SharedMemory {
         let mut by_key: HashMap<(String, u64, u64), usize> = HashMap::new();
         let mut filled: Vec<bool> = Vec::new();
         let mut areas = vec![HashMap::new(); images.len()];
+        let mut warnings = Vec::new();
         for (i, img) in images.iter().enumerate() {
             let host = img.identity().hostname.clone();
             for a in img.areas() {
@@ -39,6 +52,19 @@ impl SharedMemory {
                     continue;
                 }
                 let path = img.area_path(a);
+                if kernel_object(path) {
+                    // Left out of `areas`: the plan maps it private and
+                    // anonymous, from its saved pages.
+                    warnings.push(format!(
+                        "process {}: mapping {:#x}-{:#x} of {path} (offset {:#x}) cannot be \
+                         restored; it is now private memory holding its checkpoint contents",
+                        img.identity().virtual_pid,
+                        a.start,
+                        a.end,
+                        a.file_offset
+                    ));
+                    continue;
+                }
                 let key = (host.clone(), a.dev, a.inode);
                 let k = match by_key.get(&key) {
                     Some(&k) => k,
@@ -78,7 +104,11 @@ impl SharedMemory {
                 areas[i].insert(a.start, (k, a.file_offset));
             }
         }
-        Ok(SharedMemory { objects, areas })
+        Ok(SharedMemory {
+            warnings,
+            objects,
+            areas,
+        })
     }
 
     /// Descriptors image `i` needs.
@@ -98,6 +128,12 @@ impl SharedMemory {
             .get(&start)
             .map(|&(k, off)| (self.objects[k].as_raw_fd(), off))
     }
+}
+
+/// A mapping of a kernel object's descriptor rather than of memory or a
+/// file (`anon_inode:[io_uring]`, `anon_inode:[perf_event]`, ...).
+fn kernel_object(path: &str) -> bool {
+    path.starts_with("anon_inode:")
 }
 
 /// The file a shared mapping came from, if it is still there (same inode).

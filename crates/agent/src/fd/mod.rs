@@ -142,6 +142,20 @@ fn save_one(fd: i32) -> Option<FdMeta> {
     let meta = std::fs::metadata(format!("/proc/self/fd/{fd}")).ok();
     let ft = meta.as_ref().map(|m| m.file_type());
     let kind = match ft {
+        // Objects with no path (`anon_inode:[io_uring]`, `anon_inode:[pidfd]`,
+        // `anon_inode:[perf_event]`, ...): since Linux 6.15 an anonymous
+        // inode says it is a regular file, so the link decides, not the
+        // type. Pipes and sockets have no path either but are known kinds.
+        Some(t) if !link.starts_with('/') && !t.is_fifo() && !t.is_socket() => {
+            FdKind::Other { link, flags }
+        }
+        // An `O_PATH` descriptor names an inode without opening it (no
+        // offset, no I/O; `lseek` and `F_GETPIPE_SZ` fail on it), whatever
+        // the inode is: it is reopened by path with `O_PATH`, which works
+        // for FIFOs, devices and sockets as for files.
+        Some(t) if flags & libc::O_PATH != 0 && !t.is_dir() && link.starts_with('/') => {
+            file::save(fd, &link, flags, meta.as_ref()?)
+        }
         Some(t) if t.is_file() => file::save(fd, &link, flags, meta.as_ref()?),
         Some(t) if t.is_dir() => FdKind::Directory {
             path: link,
@@ -164,6 +178,13 @@ fn save_one(fd: i32) -> Option<FdMeta> {
             let inode = meta.as_ref().map_or_else(|| inode_of(&link), |m| m.ino());
             pipe::save(fd, &link, flags, inode)
         }
+        // A netlink socket talks to the kernel, not to a peer: nothing of
+        // it can be recreated (its subscriptions and sequence numbers are
+        // the kernel's); the description says so in the restart's warning.
+        Some(t) if t.is_socket() && socket_domain(fd) == Some(libc::AF_NETLINK) => FdKind::Other {
+            link: format!("netlink {link}"),
+            flags,
+        },
         Some(t) if t.is_socket() => FdKind::Socket {
             inode: inode_of(&link),
             flags,
@@ -178,6 +199,23 @@ fn save_one(fd: i32) -> Option<FdMeta> {
         shared_with: Vec::new(),
         owner: owner(fd),
     })
+}
+
+/// `SO_DOMAIN` of a socket.
+fn socket_domain(fd: i32) -> Option<i32> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `v`.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_DOMAIN,
+            (&raw mut v).cast(),
+            &mut len,
+        )
+    };
+    (r == 0).then_some(v)
 }
 
 /// `F_GETOWN_EX` (the pid, thread or group that gets `SIGIO` for the fd),
@@ -326,13 +364,20 @@ pub fn restore(
                 Some(p) => pipe::restore(p, *flags),
                 None => Err("pipe not recreated".into()),
             },
+            FdKind::Other { link, .. } => {
+                warnings.push(format!(
+                    "fd {} ({link}) cannot be restored; it now reads as /dev/null",
+                    m.fd
+                ));
+                placeholder()
+            }
             other => {
                 warnings.push(format!(
                     "fd {} ({}) leads outside the computation; it now reads as /dev/null",
                     m.fd,
                     describe(other)
                 ));
-                file::reopen("/dev/null", libc::O_RDWR)
+                placeholder()
             }
         };
         match r {
@@ -344,7 +389,7 @@ pub fn restore(
             }
             Err(e) => {
                 warnings.push(format!("fd {}: {e}; it now reads as /dev/null", m.fd));
-                if let Ok(nfd) = file::reopen("/dev/null", libc::O_RDWR) {
+                if let Ok(nfd) = placeholder() {
                     place(nfd, m.fd, m.cloexec);
                 }
             }
@@ -355,6 +400,19 @@ pub fn restore(
         unsafe { libc::close(fd) };
     }
     warnings
+}
+
+/// What stands in for a descriptor that cannot be recreated: `/dev/null`,
+/// read-write. The program keeps the number (nothing else gets it by
+/// accident) and the close-on-exec flag; reads see end of file, the usual
+/// "the other side is gone" that programs handle; writes succeed; `poll`
+/// says ready. Operations specific to the lost kind fail (`io_uring_enter`,
+/// `pidfd_send_signal`, `ioctl`s, `recv` on a socket) with the kernel's
+/// error for a wrong kind of descriptor. Nothing raises `SIGPIPE` or
+/// blocks, as a closed pipe end or an eventfd would, so the computation
+/// never dies or hangs because of the placeholder itself.
+fn placeholder() -> Result<i32, String> {
+    file::reopen("/dev/null", libc::O_RDWR)
 }
 
 /// Where inherited pipe ends and shared files wait while descriptors are
