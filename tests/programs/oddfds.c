@@ -1,15 +1,16 @@
 /* Descriptors hiber cannot recreate, or only partly: O_PATH descriptors of
- * a file, a directory and a symbolic link (O_NOFOLLOW), which can be
- * reopened as O_PATH for real; a pidfd of itself, a netlink socket, an
+ * a file, a directory, a symbolic link (O_NOFOLLOW) and a FIFO, which can
+ * be reopened as O_PATH for real; a pidfd of itself, a netlink socket, an
  * io_uring with its three rings mmap'ed from its fd, and a perf software
- * counter on itself with its ring buffer mmap'ed (skipped, and said so,
- * where perf_event_paranoid refuses it). Then it loops, appending to
- * odd.out (kept open) each round's number and, for every odd fd, whether
- * it is still open at its number with its close-on-exec flag, and for the
- * O_PATH ones whether they still work as O_PATH descriptors (O_PATH in
- * F_GETFL, fstat, openat on the directory, reopening the file through
- * /proc/self/fd, readlinkat on the link). The ring mappings must stay
- * readable with what they held. Usage: oddfds ROUNDS DELAY_MS */
+ * counter on itself with its ring buffer mmap'ed (each of the last two is
+ * skipped, and said so, where the kernel refuses it: perf_event_paranoid,
+ * io_uring_disabled). Then it loops, appending to odd.out (kept open) each
+ * round's number and, for every odd fd, whether it is still open at its
+ * number with its close-on-exec flag, and for the O_PATH ones whether they
+ * still work as O_PATH descriptors (O_PATH in F_GETFL, fstat, openat on
+ * the directory, reopening the file through /proc/self/fd, readlinkat on
+ * the link). The ring mappings must stay readable with what they held.
+ * Usage: oddfds ROUNDS DELAY_MS */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <linux/io_uring.h>
@@ -55,6 +56,9 @@ int main(int argc, char **argv) {
     unlink("link");
     if (symlink("data.txt", "link") != 0) return 92;
     int path_link = open("link", O_PATH | O_NOFOLLOW);
+    unlink("fifo");
+    if (mkfifo("fifo", 0600) != 0) return 93;
+    int path_fifo = open("fifo", O_PATH | O_CLOEXEC); /* does not block, unlike a read open */
     int pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
     int nl = socket(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE);
 
@@ -89,10 +93,11 @@ int main(int argc, char **argv) {
     unsigned version = pring != MAP_FAILED ? ((struct perf_event_mmap_page *)pring)->version : 0;
 
     /* (Not the numbers: the reference run may inherit other descriptors.) */
-    fprintf(out, "opened file %d dir %d link %d pidfd %d netlink %d uring %d\n", path_file >= 0,
-            path_dir >= 0, path_link >= 0, pidfd >= 0, nl >= 0, uring >= 0);
+    fprintf(out, "opened file %d dir %d link %d fifo %d pidfd %d netlink %d uring %d\n",
+            path_file >= 0, path_dir >= 0, path_link >= 0, path_fifo >= 0, pidfd >= 0, nl >= 0,
+            uring >= 0);
     fprintf(out, "uring rings %s\n",
-            uring < 0 ? "unavailable"
+            uring < 0 ? "refused (skipped)"
             : sq != MAP_FAILED && cq != MAP_FAILED && sqes != MAP_FAILED ? "mapped"
                                                                           : "not mapped");
     fprintf(out, "perf %s, ring %s\n", perf < 0 ? "refused (skipped)" : "counting",
@@ -112,14 +117,18 @@ int main(int argc, char **argv) {
         char target[32] = {0};
         int is_link = fstat(path_link, &lst) == 0 && S_ISLNK(lst.st_mode);
         if (readlinkat(path_link, "", target, sizeof target - 1) < 0) target[0] = 0;
+        struct stat fst;
+        int ffl = fcntl(path_fifo, F_GETFL);
+        int is_fifo = fstat(path_fifo, &fst) == 0 && S_ISFIFO(fst.st_mode);
         if (via_proc >= 0 && read(via_proc, buf, sizeof buf - 1) < 0) buf[0] = 0;
         buf[strcspn(buf, "\n")] = 0;
         fprintf(out,
-                "round %d: file %s opath %d stat %d reopen %s | dir %s opath %d openat %d | link %s %d -> %s | "
+                "round %d: file %s opath %d stat %d reopen %s | dir %s opath %d openat %d | link %s %d -> %s | fifo %s opath %d %d | "
                 "pidfd %s netlink %s uring %s perf %s | rings %u %u %s\n",
                 r, state(path_file), fl >= 0 && (fl & O_PATH) != 0, fstat(path_file, &st) == 0,
                 buf, state(path_dir), dfl >= 0 && (dfl & O_PATH) != 0, via_dir >= 0,
-                state(path_link), is_link, target,
+                state(path_link), is_link, target, state(path_fifo),
+                ffl >= 0 && (ffl & O_PATH) != 0, is_fifo,
                 state(pidfd), state(nl), state(uring), state(perf),
                 sq != MAP_FAILED ? *(unsigned *)(sq + p.sq_off.ring_entries) == entries : 0,
                 cq != MAP_FAILED ? *(unsigned *)(cq + p.cq_off.ring_entries) == cq_entries : 0,
