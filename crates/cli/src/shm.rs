@@ -42,7 +42,8 @@ impl SharedMemory {
     pub fn create(images: &[&Image]) -> anyhow::Result<SharedMemory> {
         let mut objects: Vec<OwnedFd> = Vec::new();
         let mut by_key: HashMap<(String, u64, u64), usize> = HashMap::new();
-        let mut filled: Vec<bool> = Vec::new();
+        // The object is a file that holds its data: nothing to write.
+        let mut in_file: Vec<bool> = Vec::new();
         let mut areas = vec![HashMap::new(); images.len()];
         let mut warnings = Vec::new();
         for (i, img) in images.iter().enumerate() {
@@ -74,11 +75,11 @@ impl SharedMemory {
                                 // A file holds its data, but a POSIX shm
                                 // segment is memory: it gets its contents of
                                 // the checkpoint back.
-                                filled.push(!path.starts_with("/dev/shm/"));
+                                in_file.push(!path.starts_with("/dev/shm/"));
                                 f
                             }
                             None => {
-                                filled.push(false);
+                                in_file.push(false);
                                 memfd(path)?
                             }
                         };
@@ -87,12 +88,14 @@ impl SharedMemory {
                         objects.len() - 1
                     }
                 };
-                if !filled[k] && a.flags & area_flags::HAS_DATA != 0 {
+                // Every area with data is written, not only an object's
+                // first: one object may be mapped as several areas (at other
+                // offsets, or split by `mprotect`). Processes that saved the
+                // same pages saved them at the same moment.
+                if !in_file[k] && a.flags & area_flags::HAS_DATA != 0 {
                     fill(img, a, &objects[k])
                         .with_context(|| format!("recreating shared memory {path}"))?;
-                    filled[k] = true;
-                }
-                if !filled[k] {
+                } else if !in_file[k] {
                     // Not saved by this image (another process saved it):
                     // still the memfd must cover this area.
                     let f = std::fs::File::from(objects[k].try_clone()?);
