@@ -5,7 +5,10 @@
 //! At restart, fds 0–2 that were terminals, pipes or sockets to something
 //! outside the computation are bound to `hiber restart`'s own stdio (they
 //! are inherited through the restorer); every other fd is recreated at its
-//! number, and fds the process did not have are closed.
+//! number, and fds the process did not have are closed. Kinds that cannot
+//! be recreated (kernel objects without a path, netlink sockets, sockets
+//! to outside) get a placeholder at their number and a warning
+//! ([`placeholder`]); `O_PATH` descriptors are reopened as such.
 
 mod file;
 mod pipe;
