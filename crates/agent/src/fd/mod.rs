@@ -146,9 +146,10 @@ fn save_one(fd: i32) -> Option<FdMeta> {
     let ft = meta.as_ref().map(|m| m.file_type());
     let kind = match ft {
         // Objects with no path (`anon_inode:[io_uring]`, `anon_inode:[pidfd]`,
-        // `anon_inode:[perf_event]`, ...): since Linux 6.15 an anonymous
-        // inode says it is a regular file, so the link decides, not the
-        // type. Pipes and sockets have no path either but are known kinds.
+        // `anon_inode:[perf_event]`, `net:[4026531833]`, ...): the link
+        // decides, not the type, which says nothing for an anonymous inode
+        // (mode 0600) but "regular file" for a namespace. Pipes and sockets
+        // have no path either but are known kinds.
         Some(t) if !link.starts_with('/') && !t.is_fifo() && !t.is_socket() => {
             FdKind::Other { link, flags }
         }
