@@ -470,3 +470,64 @@ impl crate::mechanisms::Mechanism for Descriptors {
         ctx.warnings.extend(w);
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn close(fd: i32) {
+        // SAFETY: closing a descriptor the test opened.
+        unsafe { libc::close(fd) };
+    }
+
+    #[test]
+    fn kinds_without_a_path_are_other() {
+        // SAFETY: plain syscalls creating descriptors the test owns.
+        let (pidfd, nl) = unsafe {
+            (
+                libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) as i32,
+                libc::socket(libc::AF_NETLINK, libc::SOCK_RAW, libc::NETLINK_ROUTE),
+            )
+        };
+        assert!(pidfd >= 0 && nl >= 0);
+        match save_one(pidfd).unwrap().kind {
+            FdKind::Other { link, .. } => assert_eq!(link, "anon_inode:[pidfd]"),
+            other => panic!("pidfd saved as {other:?}"),
+        }
+        match save_one(nl).unwrap().kind {
+            FdKind::Other { link, .. } => assert!(link.starts_with("netlink socket:["), "{link}"),
+            other => panic!("netlink socket saved as {other:?}"),
+        }
+        close(pidfd);
+        close(nl);
+    }
+
+    #[test]
+    fn o_path_is_a_file_reopened_as_o_path() {
+        let dir = std::env::temp_dir().join(format!("hiber-opath-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: NUL-terminated path; plain mkfifo and open.
+        let fd = unsafe {
+            assert_eq!(libc::mkfifo(c.as_ptr(), 0o600), 0);
+            libc::open(c.as_ptr(), libc::O_PATH)
+        };
+        assert!(fd >= 0);
+        let m = save_one(fd).unwrap();
+        let FdKind::File { flags, .. } = m.kind else {
+            panic!("O_PATH FIFO saved as {:?}", m.kind);
+        };
+        assert_ne!(flags & libc::O_PATH, 0);
+        let mut warnings = Vec::new();
+        let again = file::restore(&m, &mut warnings).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        // SAFETY: flag query on the descriptor just opened.
+        let now = unsafe { libc::fcntl(again, libc::F_GETFL) };
+        assert_ne!(now & libc::O_PATH, 0);
+        close(fd);
+        close(again);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
