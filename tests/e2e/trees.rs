@@ -241,6 +241,21 @@ fn anonymous_and_posix_shared_memory() {
     }
 }
 
+/// One shared memory object mapped as two areas (`mprotect` split it): a
+/// restart writes the saved pages of both into the recreated object and
+/// sizes it for both (it used to fill the first only and leave the object
+/// too short for the second, which then raised SIGBUS).
+#[test]
+fn shared_memory_split_into_two_areas() {
+    let env = Env::new("shmsplit");
+    let prog = env.compile("shmsplit", &[]);
+    let args = ["60", "30"];
+    let reference = hiber_e2e::output(Command::new(&prog).args(args)).unwrap();
+    assert!(reference.status.success());
+    let reference = String::from_utf8_lossy(&reference.stdout).into_owned();
+    hiber_e2e::kill_restart_cycles(&env, &reference, &[], &prog, &args, 2);
+}
+
 /// `--ckpt-open-files`: a file the program rewrites in place gets its
 /// checkpoint contents back (the killed run went on changing it), and a
 /// deleted-but-open file (always saved) is recreated, still unlinked, with

@@ -1123,8 +1123,11 @@ fn parent_saves_shared() -> Vec<(u64, u64)> {
     if !launched {
         return Vec::new();
     }
+    // Not a kernel object's mapping: perf events share one anonymous inode,
+    // and each process's ring buffer is its own (a restart makes it plain
+    // memory from the pages saved here, see the CLI's `shm.rs`).
     maps.iter()
-        .filter(|m| m.shared)
+        .filter(|m| m.shared && !m.path.starts_with("anon_inode:"))
         .map(|m| (m.dev, m.inode))
         .collect()
 }

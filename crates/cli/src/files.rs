@@ -167,6 +167,10 @@ fn open(m: &FdMeta) -> anyhow::Result<OwnedFd> {
     if ready.unlink_after_open {
         let _ = std::fs::remove_file(&ready.path);
     }
+    if flags & libc::O_PATH != 0 {
+        // Shared or not, an O_PATH descriptor has no offset and no I/O.
+        return Ok(f);
+    }
     let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
     if let Some(now) = hiber_image::ghost::settle(f.as_fd(), writable, *size, *offset)
         .with_context(|| format!("restoring {path}"))?

@@ -189,6 +189,9 @@ pub fn run(args: RestartArgs) -> anyhow::Result<ExitCode> {
         crate::files::SharedFiles::create(&prepared.iter().map(|p| &p.image).collect::<Vec<_>>())?;
     let shm =
         crate::shm::SharedMemory::create(&prepared.iter().map(|p| &p.image).collect::<Vec<_>>())?;
+    for w in &shm.warnings {
+        eprintln!("hiber: warning: {w}");
+    }
     for (i, keep) in keeps.iter_mut().enumerate() {
         keep.extend(pipes.fds_of(i));
         keep.extend(files.fds_of(i));

@@ -10,6 +10,15 @@
 //! that saved it, and every process that mapped it maps that memfd shared
 //! at its own address and offset: writes of one are seen by the others
 //! again.
+//!
+//! A shared mapping of a kernel object's descriptor (`anon_inode:[io_uring]`
+//! rings, an `anon_inode:[perf_event]` ring buffer) cannot come back: the
+//! object is gone, and its descriptor is a placeholder now (see the agent's
+//! `fd/mod.rs`). Such an area becomes private memory of the same size and
+//! protection holding what it held at the checkpoint, with a warning. It
+//! is not keyed by its inode like the others: perf events of one kernel
+//! share one anonymous inode, and one object per inode would merge
+//! unrelated ring buffers.
 
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -21,6 +30,9 @@ use hiber_image::Image;
 use hiber_image::format::{area_flags, prot};
 
 pub struct SharedMemory {
+    /// Warnings for the user: the kernel objects' areas that became plain
+    /// memory.
+    pub warnings: Vec<String>,
     objects: Vec<OwnedFd>,
     /// Per image: area start → (object index, offset in the object).
     areas: Vec<HashMap<u64, (usize, u64)>>,
@@ -30,8 +42,10 @@ impl SharedMemory {
     pub fn create(images: &[&Image]) -> anyhow::Result<SharedMemory> {
         let mut objects: Vec<OwnedFd> = Vec::new();
         let mut by_key: HashMap<(String, u64, u64), usize> = HashMap::new();
-        let mut filled: Vec<bool> = Vec::new();
+        // The object is a file that holds its data: nothing to write.
+        let mut in_file: Vec<bool> = Vec::new();
         let mut areas = vec![HashMap::new(); images.len()];
+        let mut warnings = Vec::new();
         for (i, img) in images.iter().enumerate() {
             let host = img.identity().hostname.clone();
             for a in img.areas() {
@@ -39,6 +53,19 @@ impl SharedMemory {
                     continue;
                 }
                 let path = img.area_path(a);
+                if kernel_object(path) {
+                    // Left out of `areas`: the plan maps it private and
+                    // anonymous, from its saved pages.
+                    warnings.push(format!(
+                        "process {}: mapping {:#x}-{:#x} of {path} (offset {:#x}) cannot be \
+                         restored; it is now private memory holding its checkpoint contents",
+                        img.identity().virtual_pid,
+                        a.start,
+                        a.end,
+                        a.file_offset
+                    ));
+                    continue;
+                }
                 let key = (host.clone(), a.dev, a.inode);
                 let k = match by_key.get(&key) {
                     Some(&k) => k,
@@ -48,11 +75,11 @@ impl SharedMemory {
                                 // A file holds its data, but a POSIX shm
                                 // segment is memory: it gets its contents of
                                 // the checkpoint back.
-                                filled.push(!path.starts_with("/dev/shm/"));
+                                in_file.push(!path.starts_with("/dev/shm/"));
                                 f
                             }
                             None => {
-                                filled.push(false);
+                                in_file.push(false);
                                 memfd(path)?
                             }
                         };
@@ -61,12 +88,14 @@ impl SharedMemory {
                         objects.len() - 1
                     }
                 };
-                if !filled[k] && a.flags & area_flags::HAS_DATA != 0 {
+                // Every area with data is written, not only an object's
+                // first: one object may be mapped as several areas (at other
+                // offsets, or split by `mprotect`). Processes that saved the
+                // same pages saved them at the same moment.
+                if !in_file[k] && a.flags & area_flags::HAS_DATA != 0 {
                     fill(img, a, &objects[k])
                         .with_context(|| format!("recreating shared memory {path}"))?;
-                    filled[k] = true;
-                }
-                if !filled[k] {
+                } else if !in_file[k] {
                     // Not saved by this image (another process saved it):
                     // still the memfd must cover this area.
                     let f = std::fs::File::from(objects[k].try_clone()?);
@@ -78,7 +107,11 @@ impl SharedMemory {
                 areas[i].insert(a.start, (k, a.file_offset));
             }
         }
-        Ok(SharedMemory { objects, areas })
+        Ok(SharedMemory {
+            warnings,
+            objects,
+            areas,
+        })
     }
 
     /// Descriptors image `i` needs.
@@ -98,6 +131,12 @@ impl SharedMemory {
             .get(&start)
             .map(|&(k, off)| (self.objects[k].as_raw_fd(), off))
     }
+}
+
+/// A mapping of a kernel object's descriptor rather than of memory or a
+/// file (`anon_inode:[io_uring]`, `anon_inode:[perf_event]`, ...).
+fn kernel_object(path: &str) -> bool {
+    path.starts_with("anon_inode:")
 }
 
 /// The file a shared mapping came from, if it is still there (same inode).

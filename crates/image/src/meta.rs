@@ -204,8 +204,12 @@ pub enum FdKind {
         inode: u64,
         flags: i32,
     },
+    /// A kind a restart cannot recreate (a kernel object without a path:
+    /// `anon_inode:[io_uring]`, `anon_inode:[pidfd]`, ...; a netlink
+    /// socket): it becomes a placeholder, with a warning naming `link`.
     Other {
-        /// `readlink /proc/self/fd/N`.
+        /// `readlink /proc/self/fd/N`, prefixed with what the link does not
+        /// tell (`netlink socket:[1234]`).
         link: String,
         flags: i32,
     },

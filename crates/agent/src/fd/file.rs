@@ -78,6 +78,11 @@ pub fn restore(m: &FdMeta, warnings: &mut Vec<String>) -> Result<i32, String> {
             if ready.unlink_after_open {
                 let _ = std::fs::remove_file(&ready.path);
             }
+            if flags & libc::O_PATH != 0 {
+                // No offset and no I/O through an O_PATH descriptor: only
+                // the inode matters, and it is there.
+                return Ok(fd);
+            }
             let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
             // SAFETY: `fd` was just opened above and stays open while borrowed.
             let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };

@@ -5,7 +5,10 @@
 //! At restart, fds 0–2 that were terminals, pipes or sockets to something
 //! outside the computation are bound to `hiber restart`'s own stdio (they
 //! are inherited through the restorer); every other fd is recreated at its
-//! number, and fds the process did not have are closed.
+//! number, and fds the process did not have are closed. Kinds that cannot
+//! be recreated (kernel objects of unknown kinds, netlink sockets, sockets
+//! to outside) get a placeholder at their number and a warning
+//! ([`placeholder`]); `O_PATH` descriptors are reopened as such.
 //!
 //! Kernel objects without a path (`anon_inode:`) are recreated from what
 //! `/proc/self/fdinfo/N` tells: eventfd, timerfd, signalfd, epoll and
@@ -181,6 +184,21 @@ fn save_one(fd: i32) -> Option<FdMeta> {
         _ if link.starts_with("anon_inode:") => {
             save_anon(fd, &link, flags).unwrap_or(FdKind::Other { link, flags })
         }
+        // Objects with no path (`anon_inode:[io_uring]`, `anon_inode:[pidfd]`,
+        // `anon_inode:[perf_event]`, `net:[4026531833]`, ...): the link
+        // decides, not the type, which says nothing for an anonymous inode
+        // (mode 0600) but "regular file" for a namespace. Pipes and sockets
+        // have no path either but are known kinds.
+        Some(t) if !link.starts_with('/') && !t.is_fifo() && !t.is_socket() => {
+            FdKind::Other { link, flags }
+        }
+        // An `O_PATH` descriptor names an inode without opening it (no
+        // offset, no I/O; `lseek` and `F_GETPIPE_SZ` fail on it), whatever
+        // the inode is: it is reopened by path with `O_PATH`, which works
+        // for FIFOs, devices and sockets as for files.
+        Some(t) if flags & libc::O_PATH != 0 && !t.is_dir() && link.starts_with('/') => {
+            file::save(fd, &link, flags, meta.as_ref()?)
+        }
         Some(t) if t.is_file() => file::save(fd, &link, flags, meta.as_ref()?),
         Some(t) if t.is_dir() => FdKind::Directory {
             path: link,
@@ -203,6 +221,13 @@ fn save_one(fd: i32) -> Option<FdMeta> {
             let inode = meta.as_ref().map_or_else(|| inode_of(&link), |m| m.ino());
             pipe::save(fd, &link, flags, inode)
         }
+        // A netlink socket talks to the kernel, not to a peer: nothing of
+        // it can be recreated (its subscriptions and sequence numbers are
+        // the kernel's); the description says so in the restart's warning.
+        Some(t) if t.is_socket() && socket_domain(fd) == Some(libc::AF_NETLINK) => FdKind::Other {
+            link: format!("netlink {link}"),
+            flags,
+        },
         Some(t) if t.is_socket() => FdKind::Socket {
             inode: inode_of(&link),
             flags,
@@ -217,6 +242,23 @@ fn save_one(fd: i32) -> Option<FdMeta> {
         shared_with: Vec::new(),
         owner: owner(fd),
     })
+}
+
+/// `SO_DOMAIN` of a socket.
+fn socket_domain(fd: i32) -> Option<i32> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `v`.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_DOMAIN,
+            (&raw mut v).cast(),
+            &mut len,
+        )
+    };
+    (r == 0).then_some(v)
 }
 
 /// `F_GETOWN_EX` (the pid, thread or group that gets `SIGIO` for the fd),
@@ -400,13 +442,20 @@ pub fn restore(
             FdKind::Inotify { flags, watches } => {
                 inotify::restore(*flags, watches, m.fd, &mut warnings)
             }
+            FdKind::Other { link, .. } => {
+                warnings.push(format!(
+                    "fd {} ({link}) cannot be restored; it now reads as /dev/null",
+                    m.fd
+                ));
+                placeholder()
+            }
             other => {
                 warnings.push(format!(
                     "fd {} ({}) leads outside the computation; it now reads as /dev/null",
                     m.fd,
                     describe(other)
                 ));
-                file::reopen("/dev/null", libc::O_RDWR)
+                placeholder()
             }
         };
         match r {
@@ -419,7 +468,7 @@ pub fn restore(
             }
             Err(e) => {
                 warnings.push(format!("fd {}: {e}; it now reads as /dev/null", m.fd));
-                if let Ok(nfd) = file::reopen("/dev/null", libc::O_RDWR) {
+                if let Ok(nfd) = placeholder() {
                     place(nfd, m.fd, m.cloexec);
                 }
             }
@@ -439,6 +488,19 @@ pub fn restore(
         }
     }
     warnings
+}
+
+/// What stands in for a descriptor that cannot be recreated: `/dev/null`,
+/// read-write. The program keeps the number (nothing else gets it by
+/// accident) and the close-on-exec flag; reads see end of file, the usual
+/// "the other side is gone" that programs handle; writes succeed; `poll`
+/// says ready. Operations specific to the lost kind fail (`io_uring_enter`,
+/// `pidfd_send_signal`, `ioctl`s, `recv` on a socket) with the kernel's
+/// error for a wrong kind of descriptor. Nothing raises `SIGPIPE` or
+/// blocks, as a closed pipe end or an eventfd would, so the computation
+/// never dies or hangs because of the placeholder itself.
+fn placeholder() -> Result<i32, String> {
+    file::reopen("/dev/null", libc::O_RDWR)
 }
 
 /// Where inherited pipe ends and shared files wait while descriptors are
@@ -495,5 +557,66 @@ impl crate::mechanisms::Mechanism for Descriptors {
     fn restore(&self, ctx: &mut crate::mechanisms::Restore<'_>) {
         let w = restore(&ctx.saved.fds, ctx.temp_fds, ctx.pipes, ctx.files);
         ctx.warnings.extend(w);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn close(fd: i32) {
+        // SAFETY: closing a descriptor the test opened.
+        unsafe { libc::close(fd) };
+    }
+
+    #[test]
+    fn kinds_without_a_path_are_other() {
+        // SAFETY: plain syscalls creating descriptors the test owns.
+        let (pidfd, nl) = unsafe {
+            (
+                libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) as i32,
+                libc::socket(libc::AF_NETLINK, libc::SOCK_RAW, libc::NETLINK_ROUTE),
+            )
+        };
+        assert!(pidfd >= 0 && nl >= 0);
+        match save_one(pidfd).unwrap().kind {
+            FdKind::Other { link, .. } => assert_eq!(link, "anon_inode:[pidfd]"),
+            other => panic!("pidfd saved as {other:?}"),
+        }
+        match save_one(nl).unwrap().kind {
+            FdKind::Other { link, .. } => assert!(link.starts_with("netlink socket:["), "{link}"),
+            other => panic!("netlink socket saved as {other:?}"),
+        }
+        close(pidfd);
+        close(nl);
+    }
+
+    #[test]
+    fn o_path_is_a_file_reopened_as_o_path() {
+        let dir = std::env::temp_dir().join(format!("hiber-opath-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: NUL-terminated path; plain mkfifo and open.
+        let fd = unsafe {
+            assert_eq!(libc::mkfifo(c.as_ptr(), 0o600), 0);
+            libc::open(c.as_ptr(), libc::O_PATH)
+        };
+        assert!(fd >= 0);
+        let m = save_one(fd).unwrap();
+        let FdKind::File { flags, .. } = m.kind else {
+            panic!("O_PATH FIFO saved as {:?}", m.kind);
+        };
+        assert_ne!(flags & libc::O_PATH, 0);
+        let mut warnings = Vec::new();
+        let again = file::restore(&m, &mut warnings).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        // SAFETY: flag query on the descriptor just opened.
+        let now = unsafe { libc::fcntl(again, libc::F_GETFL) };
+        assert_ne!(now & libc::O_PATH, 0);
+        close(fd);
+        close(again);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
