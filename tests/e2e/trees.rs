@@ -411,3 +411,48 @@ fn dormant_processes_caught_anywhere() {
         assert_eq!(env.read(f), want, "{f} differs from an uninterrupted run");
     }
 }
+
+/// A computation launched with its standard error redirected to a file
+/// only another user may write (root's log, as `sudo -u user hiber launch
+/// ... 2>>log` leaves it) restarts as that user: the file cannot be opened
+/// again, so the processes get `hiber restart`'s own stderr, with a
+/// warning, instead of the restart failing.
+#[test]
+fn stderr_file_of_another_user_becomes_the_restarts_own() {
+    let mut env = Env::new("stdio-user");
+    let Some((uid, gid)) = hiber_e2e::unprivileged_user() else {
+        // Not root: no other user to run as. CI runs as root and must not
+        // skip this.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "this test needs root (to run hiber as another user)"
+        );
+        return;
+    };
+    env.become_user(uid, gid);
+    let prog = env.compile("ring", &[]);
+    let args = ["40", "40"];
+    let refdir = env.dir.join("ref");
+    reference(&prog, &args, &refdir);
+    let log = env.dir.join("root.log");
+    std::fs::write(&log, "").unwrap();
+    std::os::unix::fs::chown(&log, Some(0), Some(0)).unwrap();
+    let t = Duration::from_secs(90);
+    let mut cmd = env.cmd();
+    cmd.arg("launch")
+        .arg(&prog)
+        .args(args)
+        .stderr(std::fs::OpenOptions::new().append(true).open(&log).unwrap());
+    let mut c = env.spawn(cmd, "run0.out");
+    env.wait_lines("r1.out", 12, t);
+    let images = env.checkpoint(&[]);
+    assert_eq!(images.len(), 4, "{images:?}");
+    env.kill_all(&mut [&mut c]);
+    let mut r = env.restart(&images, "run1.out");
+    let st = env.wait(&mut r, t);
+    assert!(st.success(), "restart as the user failed: {st:?}");
+    for f in ["r0.out", "r1.out", "r2.out", "c.out"] {
+        let want = std::fs::read_to_string(refdir.join(f)).unwrap();
+        assert_eq!(env.read(f), want, "{f} differs from an uninterrupted run");
+    }
+}

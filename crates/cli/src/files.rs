@@ -91,8 +91,18 @@ impl SharedFiles {
                 }
             }
         }
+        // A group used only as standard input, output or error (a log the
+        // launch was redirected to) that cannot be reopened here, e.g. a
+        // file of another user: each process keeps `hiber restart`'s own
+        // stdio instead, as for terminals and pipes (the agent says so).
+        let mut stdio_only: HashMap<usize, bool> = HashMap::new();
+        for (n, &(_, fd)) in nodes.iter().enumerate() {
+            if shared[n] {
+                *stdio_only.entry(u.find(n)).or_insert(true) &= fd <= 2;
+            }
+        }
         let mut opened = Vec::new();
-        let mut group_file: HashMap<usize, usize> = HashMap::new();
+        let mut group_file: HashMap<usize, Option<usize>> = HashMap::new();
         let mut users = vec![Vec::new(); images.len()];
         for (n, &(i, fd)) in nodes.iter().enumerate() {
             if !shared[n] {
@@ -107,12 +117,26 @@ impl SharedFiles {
                         .iter()
                         .find(|m| m.fd == rfd)
                         .context("shared file")?;
-                    opened.push(open(m)?);
-                    group_file.insert(root, opened.len() - 1);
-                    opened.len() - 1
+                    let k = match open(m) {
+                        Ok(f) => {
+                            opened.push(f);
+                            Some(opened.len() - 1)
+                        }
+                        Err(e) if stdio_only.get(&root) == Some(&true) => {
+                            eprintln!(
+                                "hiber: warning: {e:#}; standard streams stay hiber restart's"
+                            );
+                            None
+                        }
+                        Err(e) => return Err(e),
+                    };
+                    group_file.insert(root, k);
+                    k
                 }
             };
-            users[i].push((fd, k));
+            if let Some(k) = k {
+                users[i].push((fd, k));
+            }
         }
         Ok(SharedFiles { opened, users })
     }

@@ -110,3 +110,19 @@ pub fn restore(m: &FdMeta, warnings: &mut Vec<String>) -> Result<i32, String> {
         _ => Err("not a file".into()),
     }
 }
+
+/// Whether `path` can be opened again with the access mode of `flags`
+/// (without opening it: `access` with the real ids, which are the
+/// process's own after a restart).
+pub fn can_reopen(path: &str, flags: i32) -> bool {
+    let Ok(c) = std::ffi::CString::new(path) else {
+        return false;
+    };
+    let mode = match flags & libc::O_ACCMODE {
+        libc::O_RDONLY => libc::R_OK,
+        libc::O_WRONLY => libc::W_OK,
+        _ => libc::R_OK | libc::W_OK,
+    };
+    // SAFETY: a NUL-terminated path; no memory written.
+    unsafe { libc::access(c.as_ptr(), mode) == 0 }
+}

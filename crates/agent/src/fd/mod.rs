@@ -3,8 +3,9 @@
 //! nothing is tracked while the program runs.
 //!
 //! At restart, fds 0–2 that were terminals, pipes or sockets to something
-//! outside the computation are bound to `hiber restart`'s own stdio (they
-//! are inherited through the restorer); every other fd is recreated at its
+//! outside the computation, or files that cannot be opened again here,
+//! are bound to `hiber restart`'s own stdio (they are inherited through the
+//! restorer); every other fd is recreated at its
 //! number, and fds the process did not have are closed. Kinds that cannot
 //! be recreated (kernel objects of unknown kinds, netlink sockets, sockets
 //! to outside) get a placeholder at their number and a warning
@@ -352,21 +353,38 @@ pub fn restore(
         FdKind::Pipe { inode, path, .. } => pipe::inherited(*inode, path, &pipes).is_some(),
         _ => false,
     };
-    // fds 0-2 to something outside the computation are `hiber restart`'s.
+    // fds 0-2 to something outside the computation are `hiber restart`'s,
+    // and so are files there that cannot be opened again (a log of another
+    // user, say; not shared files, which `hiber restart` opened).
+    let unreachable_stdio = |m: &FdMeta| {
+        m.fd <= 2
+            && m.dup_of.is_none()
+            && !files.iter().any(|f| f.fd == m.fd)
+            && matches!(&m.kind, FdKind::File { path, flags, deleted: false, .. }
+                if !file::can_reopen(path, *flags))
+    };
     let keep_inherited = |fd: i32| {
         fd <= 2
             && saved.iter().any(|m| {
                 m.fd == fd
-                    && matches!(
+                    && (matches!(
                         m.kind,
                         FdKind::Terminal { .. }
                             | FdKind::Pipe { .. }
                             | FdKind::Socket { .. }
                             | FdKind::Other { .. }
-                    )
-                    && !internal(&m.kind)
+                    ) && !internal(&m.kind)
+                        || unreachable_stdio(m))
             })
     };
+    for m in saved.iter().filter(|m| unreachable_stdio(m)) {
+        if let FdKind::File { path, .. } = &m.kind {
+            warnings.push(format!(
+                "fd {} ({path}) cannot be opened again here; it is hiber restart's own now",
+                m.fd
+            ));
+        }
+    }
     // Close what `hiber restart` left open that the process did not have.
     let open_now: Vec<i32> = crate::procfs::numeric_entries(c"/proc/self/fd")
         .into_iter()
