@@ -209,6 +209,27 @@ pub enum FdKind {
         link: String,
         flags: i32,
     },
+    /// A connected UNIX-domain socket (`socketpair`, or `connect`/`accept`)
+    /// whose peer `sock_diag` named. Appended last: postcard numbers the
+    /// variants, so images written before it still read.
+    UnixSocket {
+        inode: u64,
+        /// The peer's inode (`UNIX_DIAG_PEER`).
+        peer: u64,
+        /// `SOCK_STREAM`, `SOCK_DGRAM` or `SOCK_SEQPACKET`.
+        sock_type: i32,
+        flags: i32,
+        /// `SO_SNDBUF` / `SO_RCVBUF` as `getsockopt` reports them (doubled).
+        sndbuf: i32,
+        rcvbuf: i32,
+        passcred: bool,
+        /// `SO_PEEK_OFF` the program had set (-1: none).
+        peek_off: i32,
+        /// The receive queue, read without consuming it: one element per
+        /// message for datagram and seqpacket sockets (boundaries kept),
+        /// the byte stream in one or more pieces for a stream socket.
+        queue: Vec<Vec<u8>>,
+    },
 }
 
 /// One file descriptor (one element of the FDS section).
@@ -241,6 +262,7 @@ impl FdKind {
             FdKind::Pipe { .. } => "pipe",
             FdKind::Socket { .. } => "socket",
             FdKind::Other { .. } => "other",
+            FdKind::UnixSocket { .. } => "unix",
         }
     }
 }

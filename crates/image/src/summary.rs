@@ -200,6 +200,19 @@ fn fd_description(kind: &FdKind) -> String {
         }
         FdKind::Socket { inode, flags } => format!("socket:[{inode}] flags=0{flags:o}"),
         FdKind::Other { link, flags } => format!("{link} flags=0{flags:o}"),
+        FdKind::UnixSocket {
+            inode,
+            peer,
+            sock_type,
+            flags,
+            queue,
+            ..
+        } => format!(
+            "unix socket:[{inode}] type {sock_type} peer socket:[{peer}] flags=0{flags:o} \
+             {} messages, {} bytes in its receive queue",
+            queue.len(),
+            queue.iter().map(Vec::len).sum::<usize>()
+        ),
     }
 }
 
