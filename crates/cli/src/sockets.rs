@@ -10,9 +10,18 @@
 //! process that had it (through `fork`, several may); the agent puts it at
 //! its number. A socket whose peer is not among the images is not
 //! recreated: the agent leaves a placeholder and a warning.
+//!
+//! A listening socket is created once too, bound to its name again (a
+//! stale socket file at its path, left by the killed process, is removed
+//! first) and listening with its backlog; connections that were waiting to
+//! be accepted are lost (their clients' ends have no peer among the images
+//! and become placeholders). Sockets connected through a path come back as
+//! a pair, with no names (`getsockname`/`getpeername` are empty).
 
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileTypeExt;
 
 use anyhow::{Context, bail};
 use hiber_image::Image;
@@ -74,10 +83,11 @@ impl Sockets {
                 }
             }
         }
-        let mut keys: Vec<(String, u64)> = seen.keys().cloned().collect();
-        keys.sort();
         let mut ends = Vec::new();
         let mut users = vec![Vec::new(); images.len()];
+        listeners(images, &mut ends, &mut users)?;
+        let mut keys: Vec<(String, u64)> = seen.keys().cloned().collect();
+        keys.sort();
         for (host, a) in keys {
             let Some(sa) = seen.get(&(host.clone(), a)) else {
                 continue;
@@ -138,6 +148,127 @@ impl Sockets {
             })
             .collect()
     }
+}
+
+/// Creates every listening socket of the images once.
+fn listeners(
+    images: &[&Image],
+    ends: &mut Vec<(u64, OwnedFd)>,
+    users: &mut [Vec<usize>],
+) -> anyhow::Result<()> {
+    let mut made: HashMap<(String, u64), usize> = HashMap::new();
+    for (i, img) in images.iter().enumerate() {
+        let host = img.identity().hostname.clone();
+        for m in img.fds()? {
+            let FdKind::UnixListener {
+                inode,
+                sock_type,
+                name,
+                cwd,
+                backlog,
+                pending,
+                sndbuf,
+                rcvbuf,
+                passcred,
+                ..
+            } = m.kind
+            else {
+                continue;
+            };
+            let e = match made.get(&(host.clone(), inode)) {
+                Some(&e) => e,
+                None => {
+                    let shown = String::from_utf8_lossy(&name).into_owned();
+                    if pending > 0 {
+                        tracing::warn!("{pending} connections waiting on {shown:?} are lost");
+                        eprintln!(
+                            "hiber: warning: {pending} connections that were waiting on unix \
+                             socket {shown:?} are lost"
+                        );
+                    }
+                    let fd = listen(sock_type, &name, &cwd, backlog)
+                        .with_context(|| format!("listening unix socket {shown:?}"))?;
+                    let seen = Seen {
+                        sndbuf,
+                        rcvbuf,
+                        passcred,
+                        peek_off: -1,
+                        ..Seen::default()
+                    };
+                    set_buffers(fd.as_raw_fd(), &seen);
+                    set_after_refill(fd.as_raw_fd(), &seen);
+                    ends.push((inode, fd));
+                    made.insert((host.clone(), inode), ends.len() - 1);
+                    ends.len() - 1
+                }
+            };
+            if !users[i].contains(&e) {
+                users[i].push(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A socket bound to `name` and listening. A relative path is bound from
+/// `cwd` (the process's working directory at the checkpoint), so
+/// `getsockname` returns the same name as before.
+fn listen(sock_type: i32, name: &[u8], cwd: &str, backlog: u32) -> anyhow::Result<OwnedFd> {
+    // SAFETY: plain socket creation.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, sock_type | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).context("socket");
+    }
+    // SAFETY: a fresh descriptor we own.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: sockaddr_un is plain data; all zeroes is a valid value.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    if name.len() >= addr.sun_path.len() {
+        bail!("name of {} bytes is too long", name.len());
+    }
+    for (d, &c) in addr.sun_path.iter_mut().zip(name) {
+        *d = c as libc::c_char;
+    }
+    let abstract_name = name.first() == Some(&0);
+    let len = std::mem::size_of::<libc::sa_family_t>() + name.len() + usize::from(!abstract_name);
+    let relative = !abstract_name && name.first() != Some(&b'/');
+    let path = if relative {
+        std::path::Path::new(cwd).join(std::ffi::OsStr::from_bytes(name))
+    } else {
+        std::path::PathBuf::from(std::ffi::OsStr::from_bytes(name))
+    };
+    if !abstract_name
+        && std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_socket())
+    {
+        // The killed process's socket file: nobody listens on it any more.
+        std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+    }
+    // bind has no *at form: a relative name is bound from its directory.
+    // `hiber restart` runs one thread here, so changing its working
+    // directory for the call is safe.
+    let back = if relative {
+        let here = std::env::current_dir().context("current directory")?;
+        std::env::set_current_dir(cwd).with_context(|| format!("cd {cwd}"))?;
+        Some(here)
+    } else {
+        None
+    };
+    // SAFETY: bind reads `len` bytes of `addr`, which is that large.
+    let r = unsafe { libc::bind(fd, (&raw const addr).cast(), len as libc::socklen_t) };
+    let err = std::io::Error::last_os_error();
+    if let Some(here) = back {
+        std::env::set_current_dir(&here).with_context(|| format!("cd {}", here.display()))?;
+    }
+    if r != 0 {
+        return Err(err).context("bind");
+    }
+    let backlog = i32::try_from(backlog).unwrap_or(libc::SOMAXCONN);
+    // SAFETY: listen on our own socket.
+    if unsafe { libc::listen(fd, backlog) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("listen");
+    }
+    Ok(sock)
 }
 
 fn pair(sock_type: i32) -> anyhow::Result<(OwnedFd, OwnedFd)> {
@@ -260,6 +391,24 @@ mod tests {
             assert_eq!(recv(&a).as_ref(), Some(m));
         }
         assert_eq!(recv(&a), None, "nothing more");
+    }
+
+    #[test]
+    fn listener_is_bound_again_over_a_stale_socket_file() {
+        let dir = std::env::temp_dir().join(format!("hiber-listen-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cwd = dir.to_str().unwrap();
+        let first = listen(libc::SOCK_STREAM, b"l.sock", cwd, 8).unwrap();
+        drop(first); // the socket file stays, as after a SIGKILL
+        let l = listen(libc::SOCK_STREAM, b"l.sock", cwd, 8).unwrap();
+        let c = std::os::unix::net::UnixStream::connect(dir.join("l.sock")).unwrap();
+        // SAFETY: accept on our listening socket; no address wanted.
+        let a = unsafe { libc::accept(l.as_raw_fd(), std::ptr::null_mut(), std::ptr::null_mut()) };
+        assert!(a >= 0);
+        // SAFETY: closing the accepted descriptor.
+        unsafe { libc::close(a) };
+        drop(c);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

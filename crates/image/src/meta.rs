@@ -230,6 +230,27 @@ pub enum FdKind {
         /// the byte stream in one or more pieces for a stream socket.
         queue: Vec<Vec<u8>>,
     },
+    /// A listening UNIX socket (`bind` + `listen`): bound again to its
+    /// name and listening at restart. Connections still waiting to be
+    /// accepted are not kept.
+    UnixListener {
+        inode: u64,
+        /// `SOCK_STREAM` or `SOCK_SEQPACKET`.
+        sock_type: i32,
+        flags: i32,
+        /// `sun_path` as `getsockname` returns it: a path (relative ones
+        /// to `cwd`), or an abstract name starting with a NUL byte.
+        name: Vec<u8>,
+        /// The process's working directory at the checkpoint.
+        cwd: String,
+        /// `listen` backlog (`UNIX_DIAG_RQLEN`).
+        backlog: u32,
+        /// Connections waiting to be accepted at the checkpoint (lost).
+        pending: u32,
+        sndbuf: i32,
+        rcvbuf: i32,
+        passcred: bool,
+    },
 }
 
 /// One file descriptor (one element of the FDS section).
@@ -263,6 +284,7 @@ impl FdKind {
             FdKind::Socket { .. } => "socket",
             FdKind::Other { .. } => "other",
             FdKind::UnixSocket { .. } => "unix",
+            FdKind::UnixListener { .. } => "listen",
         }
     }
 }

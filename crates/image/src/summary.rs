@@ -213,6 +213,19 @@ fn fd_description(kind: &FdKind) -> String {
             queue.len(),
             queue.iter().map(Vec::len).sum::<usize>()
         ),
+        FdKind::UnixListener {
+            inode,
+            sock_type,
+            flags,
+            name,
+            backlog,
+            pending,
+            ..
+        } => format!(
+            "unix socket:[{inode}] type {sock_type} listening on {:?} backlog {backlog} \
+             flags=0{flags:o}, {pending} connections waiting",
+            String::from_utf8_lossy(name)
+        ),
     }
 }
 

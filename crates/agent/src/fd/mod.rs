@@ -281,7 +281,9 @@ pub fn restore(
     held.extend(sockets.iter().map(|s| s.fd).filter(|&fd| fd >= 0));
     let internal = |k: &FdKind| match k {
         FdKind::Pipe { inode, path, .. } => pipe::inherited(*inode, path, &pipes).is_some(),
-        FdKind::UnixSocket { inode, .. } => socket::inherited(*inode, &sockets).is_some(),
+        FdKind::UnixSocket { inode, .. } | FdKind::UnixListener { inode, .. } => {
+            socket::inherited(*inode, &sockets).is_some()
+        }
         _ => false,
     };
     // fds 0-2 to something outside the computation are `hiber restart`'s.
@@ -295,6 +297,7 @@ pub fn restore(
                             | FdKind::Pipe { .. }
                             | FdKind::Socket { .. }
                             | FdKind::UnixSocket { .. }
+                            | FdKind::UnixListener { .. }
                             | FdKind::Other { .. }
                     )
                     && !internal(&m.kind)
@@ -340,7 +343,9 @@ pub fn restore(
                 Some(p) => pipe::restore(p, *flags),
                 None => Err("pipe not recreated".into()),
             },
-            FdKind::UnixSocket { inode, flags, .. } if internal(&m.kind) => {
+            FdKind::UnixSocket { inode, flags, .. } | FdKind::UnixListener { inode, flags, .. }
+                if internal(&m.kind) =>
+            {
                 match socket::inherited(*inode, &sockets) {
                     Some(s) => socket::restore(s, *flags),
                     None => Err("socket pair not recreated".into()),
@@ -389,6 +394,10 @@ fn describe(k: &FdKind) -> String {
         FdKind::UnixSocket { inode, peer, .. } => {
             format!("unix socket:[{inode}] whose peer socket:[{peer}] is not restarted")
         }
+        FdKind::UnixListener { inode, name, .. } => format!(
+            "unix socket:[{inode}] listening on {:?}, not recreated",
+            String::from_utf8_lossy(name)
+        ),
         FdKind::Other { link, .. } => link.clone(),
         FdKind::File { path, .. }
         | FdKind::Directory { path, .. }

@@ -78,7 +78,11 @@ const SOCK_DIAG_BY_FAMILY: u16 = 20;
 const NLMSG_ERROR: u16 = 2;
 const NLM_F_REQUEST: u16 = 1;
 const UDIAG_SHOW_PEER: u32 = 0x4;
+const UDIAG_SHOW_RQLEN: u32 = 0x10;
 const UNIX_DIAG_PEER: u16 = 2;
+const UNIX_DIAG_RQLEN: u16 = 4;
+/// The socket state of a listening socket (`TCP_LISTEN`).
+pub const STATE_LISTEN: u8 = 10;
 
 /// What `sock_diag` says about one UNIX socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +92,9 @@ pub struct Diag {
     pub inode: u32,
     /// The connected peer's inode, if it has one.
     pub peer: Option<u32>,
+    /// `UNIX_DIAG_RQLEN`: for a listening socket, connections waiting and
+    /// the backlog; otherwise bytes queued to read and to write.
+    pub rqlen: Option<(u32, u32)>,
 }
 
 /// Parses the reply to an exact `SOCK_DIAG_BY_FAMILY` request for one UNIX
@@ -115,6 +122,7 @@ pub fn parse_diag_reply(buf: &[u8]) -> Result<Diag, String> {
         return Err(format!("sock_diag answered for family {}", msg.family));
     }
     let mut peer = None;
+    let mut rqlen = None;
     while let Ok((attr, _)) = NlAttr::read_from_prefix(rest) {
         let alen = usize::from(attr.len);
         if alen < std::mem::size_of::<NlAttr>() || alen > rest.len() {
@@ -127,6 +135,11 @@ pub fn parse_diag_reply(buf: &[u8]) -> Result<Diag, String> {
         {
             peer = Some(p);
         }
+        if attr.kind == UNIX_DIAG_RQLEN
+            && let Ok(([r, w], _)) = <[u32; 2]>::read_from_prefix(payload)
+        {
+            rqlen = Some((r, w));
+        }
         // Attributes are 4-byte aligned.
         rest = &rest[alen.next_multiple_of(4).min(rest.len())..];
     }
@@ -135,6 +148,7 @@ pub fn parse_diag_reply(buf: &[u8]) -> Result<Diag, String> {
         state: msg.state,
         inode: msg.ino,
         peer,
+        rqlen,
     })
 }
 
@@ -163,7 +177,7 @@ pub fn diag(inode: u32) -> Result<Diag, String> {
             family: libc::AF_UNIX as u8,
             states: u32::MAX,
             ino: inode,
-            show: UDIAG_SHOW_PEER,
+            show: UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN,
             // INET_DIAG_NOCOOKIE: look the socket up by inode alone.
             cookie: [u32::MAX; 2],
             ..UnixDiagReq::default()
@@ -217,7 +231,8 @@ pub fn set_int(fd: i32, opt: i32, v: i32) -> bool {
 }
 
 /// Records a socket: a connected UNIX socket whose peer `sock_diag` names
-/// becomes [`FdKind::UnixSocket`]; any other socket a placeholder.
+/// becomes [`FdKind::UnixSocket`], a listening one
+/// [`FdKind::UnixListener`]; any other socket a placeholder.
 pub fn save(fd: i32, inode: u64, flags: i32) -> FdKind {
     let placeholder = FdKind::Socket { inode, flags };
     if get_int(fd, libc::SO_DOMAIN) != Some(libc::AF_UNIX) {
@@ -228,6 +243,7 @@ pub fn save(fd: i32, inode: u64, flags: i32) -> FdKind {
     };
     let peer = match diag(ino32) {
         Ok(Diag { peer: Some(p), .. }) => u64::from(p),
+        Ok(d) if d.state == STATE_LISTEN => return listener(fd, inode, flags, &d),
         _ => return placeholder,
     };
     let sock_type = get_int(fd, libc::SO_TYPE).unwrap_or(libc::SOCK_STREAM);
@@ -242,6 +258,48 @@ pub fn save(fd: i32, inode: u64, flags: i32) -> FdKind {
         peek_off: get_int(fd, libc::SO_PEEK_OFF).unwrap_or(-1),
         queue: peek_queue(fd, sock_type),
     }
+}
+
+fn listener(fd: i32, inode: u64, flags: i32, d: &Diag) -> FdKind {
+    let (pending, backlog) = d.rqlen.unwrap_or((0, libc::SOMAXCONN as u32));
+    let cwd = std::fs::read_link("/proc/self/cwd")
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    FdKind::UnixListener {
+        inode,
+        sock_type: get_int(fd, libc::SO_TYPE).unwrap_or(libc::SOCK_STREAM),
+        flags,
+        name: sock_name(fd),
+        cwd,
+        backlog,
+        pending,
+        sndbuf: get_int(fd, libc::SO_SNDBUF).unwrap_or(0),
+        rcvbuf: get_int(fd, libc::SO_RCVBUF).unwrap_or(0),
+        passcred: get_int(fd, libc::SO_PASSCRED).unwrap_or(0) != 0,
+    }
+}
+
+/// `sun_path` of the socket's own address: a path without its trailing
+/// NUL, or an abstract name (leading NUL, exact length); empty if unbound.
+fn sock_name(fd: i32) -> Vec<u8> {
+    // SAFETY: sockaddr_un is plain data; all zeroes is a valid value.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+    // SAFETY: getsockname writes at most `len` bytes into `addr`.
+    let r = unsafe { libc::getsockname(fd, (&raw mut addr).cast(), &raw mut len) };
+    if r != 0 {
+        return Vec::new();
+    }
+    let n = (len as usize)
+        .saturating_sub(std::mem::size_of::<libc::sa_family_t>())
+        .min(addr.sun_path.len());
+    let mut name: Vec<u8> = addr.sun_path[..n].iter().map(|&c| c as u8).collect();
+    if name.first() != Some(&0) {
+        while name.last() == Some(&0) {
+            name.pop();
+        }
+    }
+    name
 }
 
 /// Most a receive queue is read for (a guard against a queue that keeps
@@ -368,9 +426,19 @@ mod tests {
                 sock_type: libc::SOCK_SEQPACKET as u8,
                 state: 1,
                 inode: 4242,
-                peer: Some(4243)
+                peer: Some(4243),
+                rqlen: None,
             }
         );
+    }
+
+    #[test]
+    fn listener_queue_lengths() {
+        let mut rq = 2u32.to_ne_bytes().to_vec();
+        rq.extend_from_slice(&128u32.to_ne_bytes());
+        let d = parse_diag_reply(&reply(&[(UNIX_DIAG_RQLEN, &rq)], 20)).unwrap();
+        assert_eq!(d.rqlen, Some((2, 128)));
+        assert_eq!(d.peer, None);
     }
 
     #[test]
