@@ -17,26 +17,35 @@ use hiber_e2e::Env;
 /// the non-blocking flag and the send buffer size came back).
 #[test]
 fn unix_socketpairs_with_messages_in_flight() {
-    socketpair_cycles("unixpair", false);
+    socketpair_cycles("unixpair", false, &[]);
+}
+
+/// The stream pair connected through `bind`/`listen`/`connect` on a path
+/// instead, with the listening socket kept by parent and child: after the
+/// restarts the connection still carries its bytes in flight, and the
+/// listener, bound to its path again, accepts a late connection.
+#[test]
+fn unix_stream_connected_through_a_path_and_its_listener() {
+    socketpair_cycles("unixpath", false, &["path"]);
 }
 
 /// The same as an unprivileged user: the restart runs in a pid namespace of
 /// its own.
 #[test]
 fn unix_socketpairs_unprivileged() {
-    socketpair_cycles("unixpair-user", true);
+    socketpair_cycles("unixpair-user", true, &[]);
 }
 
-fn socketpair_cycles(name: &str, unprivileged: bool) {
+fn socketpair_cycles(name: &str, unprivileged: bool, extra: &[&str]) {
     let mut env = Env::new(name);
     if unprivileged && let Some((uid, gid)) = hiber_e2e::unprivileged_user() {
         env.become_user(uid, gid);
     }
     let prog = env.compile("unixpair", &[]);
-    let args = ["50", "40"];
+    let args: Vec<&str> = ["50", "40"].iter().chain(extra).copied().collect();
     let refdir = env.dir.join("ref");
     std::fs::create_dir_all(&refdir).unwrap();
-    let reference = hiber_e2e::output(Command::new(&prog).args(args).current_dir(&refdir)).unwrap();
+    let reference = hiber_e2e::output(Command::new(&prog).args(&args).current_dir(&refdir)).unwrap();
     assert!(reference.status.success(), "reference run: {reference:?}");
     let t = Duration::from_secs(90);
 

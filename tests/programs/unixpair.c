@@ -6,7 +6,10 @@
  * boundaries — and checksum) and logged to p.out / c.out, opened once and
  * kept open. The parent's seqpacket end is non-blocking (it polls), and
  * its stream end has a SO_SNDBUF of its own; both show in the log.
- * Usage: unixpair STEPS DELAY_MS */
+ * With "path", the stream pair is made through bind/listen/connect on
+ * ./pair.sock instead, both keep the listening socket, and near the end the
+ * child connects once more and the parent accepts that late connection.
+ * Usage: unixpair STEPS DELAY_MS [path] */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -23,6 +27,7 @@
 #define MAXMSG 4096
 
 static FILE *log_f;
+static int listener = -1;
 
 static void fail(const char *what, int step) {
     fprintf(log_f, "FAIL %s at step %d (errno %d)\n", what, step, errno);
@@ -120,6 +125,39 @@ static void recv_one(int side, int sp, int st, int s) {
             side ? "child" : "parent", s, wlen, sp_sum, slen, sum, type, nb, sndbuf);
 }
 
+static int connect_path(void) {
+    struct sockaddr_un a = {.sun_family = AF_UNIX, .sun_path = "pair.sock"};
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a)) return -1;
+    return fd;
+}
+
+/* Near the end: one more connection through the listening socket. */
+static void late_connection(int side, int s) {
+    unsigned char buf[MAXMSG];
+    size_t len = make(1, 2, s, buf); /* the child sends it */
+    if (len > 200) len = 200;
+    if (side == 1) {
+        int fd = connect_path();
+        if (fd < 0) fail("late connect", s);
+        full(fd, buf, len, 0, s);
+        close(fd);
+        return;
+    }
+    int fd = accept(listener, NULL, NULL);
+    if (fd < 0) fail("late accept", s);
+    unsigned char got[256];
+    size_t n = 0;
+    ssize_t r;
+    while ((r = read(fd, got + n, sizeof got - n)) > 0) n += r;
+    close(fd);
+    struct sockaddr_un a;
+    socklen_t al = sizeof a;
+    getsockname(listener, (struct sockaddr *)&a, &al);
+    fprintf(log_f, "parent accepted a late connection on %s: %zu bytes sum %08x (%s)\n",
+            a.sun_path, n, fnv(got, n), n == len && !memcmp(got, buf, len) ? "ok" : "BAD");
+}
+
 static void run(int side, int sp, int st, int steps, int delay) {
     log_f = fopen(side ? "c.out" : "p.out", "w");
     if (!log_f) exit(90);
@@ -127,6 +165,7 @@ static void run(int side, int sp, int st, int steps, int delay) {
     for (int s = 0; s < steps + WINDOW; s++) {
         if (s < steps) send_one(side, sp, st, s);
         if (s >= WINDOW) recv_one(side, sp, st, s - WINDOW);
+        if (listener >= 0 && s == steps - 6) late_connection(side, s);
         usleep(delay * 1000);
     }
     fprintf(log_f, "%s done\n", side ? "child" : "parent");
@@ -137,17 +176,28 @@ int main(int argc, char **argv) {
     int delay = argc > 2 ? atoi(argv[2]) : 40;
     int sp[2], st[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sp)) return 1;
-    if (socketpair(AF_UNIX, SOCK_STREAM, 0, st)) return 1;
+    int path = argc > 3 && !strcmp(argv[3], "path");
+    if (path) {
+        struct sockaddr_un a = {.sun_family = AF_UNIX, .sun_path = "pair.sock"};
+        unlink("pair.sock");
+        listener = socket(AF_UNIX, SOCK_STREAM, 0);
+        if (listener < 0 || bind(listener, (struct sockaddr *)&a, sizeof a) || listen(listener, 4))
+            return 1;
+    } else if (socketpair(AF_UNIX, SOCK_STREAM, 0, st)) {
+        return 1;
+    }
     pid_t k = fork();
     if (k < 0) return 1;
+    if (path && k == 0 && (st[1] = connect_path()) < 0) return 1;
+    if (path && k > 0 && (st[0] = accept(listener, NULL, NULL)) < 0) return 1;
     if (k == 0) {
         close(sp[0]);
-        close(st[0]);
+        if (!path) close(st[0]);
         run(1, sp[1], st[1], steps, delay);
         return 0;
     }
     close(sp[1]);
-    close(st[1]);
+    if (!path) close(st[1]);
     fcntl(sp[0], F_SETFL, fcntl(sp[0], F_GETFL) | O_NONBLOCK);
     int sndbuf = 48 * 1024;
     setsockopt(st[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
