@@ -45,7 +45,8 @@ fn socketpair_cycles(name: &str, unprivileged: bool, extra: &[&str]) {
     let args: Vec<&str> = ["50", "40"].iter().chain(extra).copied().collect();
     let refdir = env.dir.join("ref");
     std::fs::create_dir_all(&refdir).unwrap();
-    let reference = hiber_e2e::output(Command::new(&prog).args(&args).current_dir(&refdir)).unwrap();
+    let reference =
+        hiber_e2e::output(Command::new(&prog).args(&args).current_dir(&refdir)).unwrap();
     assert!(reference.status.success(), "reference run: {reference:?}");
     let t = Duration::from_secs(90);
 

@@ -38,6 +38,7 @@ struct Seen {
     passcred: bool,
     peek_off: i32,
     queue: Vec<Vec<u8>>,
+    peer_gone: bool,
     users: Vec<usize>,
 }
 
@@ -63,6 +64,7 @@ impl Sockets {
                     passcred,
                     peek_off,
                     queue,
+                    peer_gone,
                     ..
                 } = m.kind
                 else {
@@ -76,6 +78,7 @@ impl Sockets {
                     passcred,
                     peek_off,
                     queue,
+                    peer_gone,
                     users: Vec::new(),
                 });
                 if !s.users.contains(&i) {
@@ -96,6 +99,20 @@ impl Sockets {
             // Each pair once, from its lower inode; both ends must be ours
             // and name each other.
             let Some(sb) = seen.get(&(host.clone(), b)) else {
+                if sa.peer_gone {
+                    // The peer was closed: a pair for what it had sent, its
+                    // other end closed (end of file after the bytes).
+                    let (fa, fb) = pair(sa.sock_type).with_context(|| format!("socket:[{a}]"))?;
+                    set_buffers(fa.as_raw_fd(), sa);
+                    refill(&fb, sa.sock_type, &sa.queue)
+                        .with_context(|| format!("refilling unix socket:[{a}]"))?;
+                    drop(fb);
+                    set_after_refill(fa.as_raw_fd(), sa);
+                    for &u in &sa.users {
+                        users[u].push(ends.len());
+                    }
+                    ends.push((a, fa));
+                }
                 continue;
             };
             if a >= b || sb.peer != a {
@@ -238,9 +255,7 @@ fn listen(sock_type: i32, name: &[u8], cwd: &str, backlog: u32) -> anyhow::Resul
     } else {
         std::path::PathBuf::from(std::ffi::OsStr::from_bytes(name))
     };
-    if !abstract_name
-        && std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_socket())
-    {
+    if !abstract_name && std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_socket()) {
         // The killed process's socket file: nobody listens on it any more.
         std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
     }

@@ -229,6 +229,10 @@ pub enum FdKind {
         /// message for datagram and seqpacket sockets (boundaries kept),
         /// the byte stream in one or more pieces for a stream socket.
         queue: Vec<Vec<u8>>,
+        /// The peer was closed (`sock_diag` names it with inode 0, and
+        /// `peer` is 0): the pair is recreated for this end's queue, and
+        /// its other end closed.
+        peer_gone: bool,
     },
     /// A listening UNIX socket (`bind` + `listen`): bound again to its
     /// name and listening at restart. Connections still waiting to be

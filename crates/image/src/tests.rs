@@ -205,6 +205,7 @@ fn fds() -> Vec<FdMeta> {
                 passcred: false,
                 peek_off: -1,
                 queue: vec![b"one".to_vec(), Vec::new(), b"three".to_vec()],
+                peer_gone: false,
             },
         },
     ]

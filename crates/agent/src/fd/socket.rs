@@ -92,6 +92,8 @@ pub struct Diag {
     pub inode: u32,
     /// The connected peer's inode, if it has one.
     pub peer: Option<u32>,
+    /// It had a peer, now closed (the kernel names it with inode 0).
+    pub peer_closed: bool,
     /// `UNIX_DIAG_RQLEN`: for a listening socket, connections waiting and
     /// the backlog; otherwise bytes queued to read and to write.
     pub rqlen: Option<(u32, u32)>,
@@ -122,6 +124,7 @@ pub fn parse_diag_reply(buf: &[u8]) -> Result<Diag, String> {
         return Err(format!("sock_diag answered for family {}", msg.family));
     }
     let mut peer = None;
+    let mut peer_closed = false;
     let mut rqlen = None;
     while let Ok((attr, _)) = NlAttr::read_from_prefix(rest) {
         let alen = usize::from(attr.len);
@@ -131,9 +134,9 @@ pub fn parse_diag_reply(buf: &[u8]) -> Result<Diag, String> {
         let payload = &rest[std::mem::size_of::<NlAttr>()..alen];
         if attr.kind == UNIX_DIAG_PEER
             && let Ok((p, _)) = u32::read_from_prefix(payload)
-            && p != 0
         {
-            peer = Some(p);
+            peer = (p != 0).then_some(p);
+            peer_closed = p == 0;
         }
         if attr.kind == UNIX_DIAG_RQLEN
             && let Ok(([r, w], _)) = <[u32; 2]>::read_from_prefix(payload)
@@ -148,6 +151,7 @@ pub fn parse_diag_reply(buf: &[u8]) -> Result<Diag, String> {
         state: msg.state,
         inode: msg.ino,
         peer,
+        peer_closed,
         rqlen,
     })
 }
@@ -243,6 +247,9 @@ pub fn save(fd: i32, inode: u64, flags: i32) -> FdKind {
     };
     let peer = match diag(ino32) {
         Ok(Diag { peer: Some(p), .. }) => u64::from(p),
+        Ok(Diag {
+            peer_closed: true, ..
+        }) => 0,
         Ok(d) if d.state == STATE_LISTEN => return listener(fd, inode, flags, &d),
         _ => return placeholder,
     };
@@ -257,6 +264,7 @@ pub fn save(fd: i32, inode: u64, flags: i32) -> FdKind {
         passcred: get_int(fd, libc::SO_PASSCRED).unwrap_or(0) != 0,
         peek_off: get_int(fd, libc::SO_PEEK_OFF).unwrap_or(-1),
         queue: peek_queue(fd, sock_type),
+        peer_gone: peer == 0,
     }
 }
 
@@ -427,9 +435,17 @@ mod tests {
                 state: 1,
                 inode: 4242,
                 peer: Some(4243),
+                peer_closed: false,
                 rqlen: None,
             }
         );
+    }
+
+    #[test]
+    fn peer_inode_zero_means_closed() {
+        let d = parse_diag_reply(&reply(&[(UNIX_DIAG_PEER, &0u32.to_ne_bytes())], 20)).unwrap();
+        assert_eq!(d.peer, None);
+        assert!(d.peer_closed);
     }
 
     #[test]
@@ -498,6 +514,7 @@ mod tests {
             sock_type,
             queue,
             peek_off,
+            peer_gone,
             ..
         } = kind
         else {
@@ -506,6 +523,7 @@ mod tests {
         assert_eq!(peer, ino(sv[1]));
         assert_eq!(sock_type, libc::SOCK_SEQPACKET);
         assert_eq!(peek_off, -1);
+        assert!(!peer_gone);
         assert_eq!(
             queue,
             vec![
@@ -518,10 +536,17 @@ mod tests {
         // SAFETY: receiving into a live buffer.
         let n = unsafe { libc::recv(sv[0], buf.as_mut_ptr().cast(), buf.len(), 0) };
         assert_eq!(&buf[..n as usize], b"first", "nothing was consumed");
-        // SAFETY: closing our descriptors.
-        unsafe {
-            libc::close(sv[0]);
-            libc::close(sv[1]);
-        }
+        // SAFETY: closing our descriptor.
+        unsafe { libc::close(sv[1]) };
+        let FdKind::UnixSocket {
+            peer_gone, queue, ..
+        } = save(sv[0], ino(sv[0]), 2)
+        else {
+            panic!("a socket whose peer closed is still recorded");
+        };
+        assert!(peer_gone);
+        assert_eq!(queue.len(), 2, "what the peer sent before it closed");
+        // SAFETY: closing our descriptor.
+        unsafe { libc::close(sv[0]) };
     }
 }
