@@ -169,6 +169,22 @@ pub fn diag(inode: u32) -> Result<Diag, String> {
     if nl < 0 {
         return Err(format!("netlink: {}", std::io::Error::last_os_error()));
     }
+    // The kernel answers at once; a bound keeps a checkpoint from waiting
+    // forever should it not.
+    let timeout = libc::timeval {
+        tv_sec: 1,
+        tv_usec: 0,
+    };
+    // SAFETY: setsockopt reads one timeval from `timeout`.
+    unsafe {
+        libc::setsockopt(
+            nl,
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&raw const timeout).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
     let req = Request {
         hdr: NlMsgHdr {
             len: std::mem::size_of::<Request>() as u32,
