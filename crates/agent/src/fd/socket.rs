@@ -504,15 +504,43 @@ mod tests {
     }
 
     /// The real thing: a socketpair's ends name each other, and a
-    /// seqpacket queue comes back message by message without being
-    /// consumed.
+    /// seqpacket or datagram queue comes back message by message without
+    /// being consumed.
     #[test]
     fn socketpair_peer_and_queue() {
+        socketpair_peer_and_queue_of(libc::SOCK_SEQPACKET);
+        socketpair_peer_and_queue_of(libc::SOCK_DGRAM);
+    }
+
+    /// A message longer than the peek buffer is read in several peeks.
+    #[test]
+    fn long_datagram_is_one_message() {
+        let mut sv = [0i32; 2];
+        // SAFETY: socketpair writes two descriptors into `sv`.
+        let r = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_DGRAM, 0, sv.as_mut_ptr()) };
+        assert_eq!(r, 0);
+        let big: Vec<u8> = (0..150_000u32).map(|i| (i % 251) as u8).collect();
+        set_int(sv[1], libc::SO_SNDBUF, 1 << 20);
+        set_int(sv[0], libc::SO_RCVBUF, 1 << 20);
+        for m in [&big[..], b"after"] {
+            // SAFETY: sending from a live buffer.
+            let n = unsafe { libc::send(sv[1], m.as_ptr().cast(), m.len(), 0) };
+            assert_eq!(n, m.len() as isize, "{}", std::io::Error::last_os_error());
+        }
+        let q = peek_queue(sv[0], libc::SOCK_DGRAM);
+        assert_eq!(q, vec![big, b"after".to_vec()]);
+        // SAFETY: closing our descriptors.
+        unsafe {
+            libc::close(sv[0]);
+            libc::close(sv[1]);
+        }
+    }
+
+    fn socketpair_peer_and_queue_of(ty: i32) {
         use std::os::unix::fs::MetadataExt;
         let mut sv = [0i32; 2];
         // SAFETY: socketpair writes two descriptors into `sv`.
-        let r =
-            unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET, 0, sv.as_mut_ptr()) };
+        let r = unsafe { libc::socketpair(libc::AF_UNIX, ty, 0, sv.as_mut_ptr()) };
         assert_eq!(r, 0);
         let ino = |fd: i32| {
             std::fs::metadata(format!("/proc/self/fd/{fd}"))
@@ -537,7 +565,7 @@ mod tests {
             panic!("not a unix socket: {kind:?}");
         };
         assert_eq!(peer, ino(sv[1]));
-        assert_eq!(sock_type, libc::SOCK_SEQPACKET);
+        assert_eq!(sock_type, ty);
         assert_eq!(peek_off, -1);
         assert!(!peer_gone);
         assert_eq!(
