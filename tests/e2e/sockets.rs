@@ -29,11 +29,12 @@ fn unix_stream_connected_through_a_path_and_its_listener() {
     socketpair_cycles("unixpath", false, &["path"]);
 }
 
-/// The same as an unprivileged user: the restart runs in a pid namespace of
-/// its own.
+/// Both, as an unprivileged user: the restart runs in a pid (and mount)
+/// namespace of its own.
 #[test]
 fn unix_socketpairs_unprivileged() {
     socketpair_cycles("unixpair-user", true, &[]);
+    socketpair_cycles("unixpath-user", true, &["path"]);
 }
 
 fn socketpair_cycles(name: &str, unprivileged: bool, extra: &[&str]) {
