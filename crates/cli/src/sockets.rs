@@ -256,7 +256,14 @@ fn listen(sock_type: i32, name: &[u8], cwd: &str, backlog: u32) -> anyhow::Resul
         std::path::PathBuf::from(std::ffi::OsStr::from_bytes(name))
     };
     if !abstract_name && std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_socket()) {
-        // The killed process's socket file: nobody listens on it any more.
+        // The killed process's socket file — unless something still
+        // listens there (the original still running?): never steal it.
+        if std::os::unix::net::UnixStream::connect(&path).is_ok() {
+            bail!(
+                "{} is in use: another process listens on it",
+                path.display()
+            );
+        }
         std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
     }
     // bind has no *at form: a relative name is bound from its directory.
@@ -423,6 +430,17 @@ mod tests {
         // SAFETY: closing the accepted descriptor.
         unsafe { libc::close(a) };
         drop(c);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_live_listener_is_never_replaced() {
+        let dir = std::env::temp_dir().join(format!("hiber-live-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cwd = dir.to_str().unwrap();
+        let live = listen(libc::SOCK_STREAM, b"l.sock", cwd, 8).unwrap();
+        assert!(listen(libc::SOCK_STREAM, b"l.sock", cwd, 8).is_err());
+        drop(live);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
