@@ -74,3 +74,18 @@ fn socketpair_cycles(name: &str, unprivileged: bool, extra: &[&str]) {
         assert_eq!(env.read(f), want, "{f} differs from an uninterrupted run");
     }
 }
+
+/// Socket pairs whose other end sent everything and exited (a seqpacket
+/// and a stream pair): the reader takes one message and one line per step
+/// across two kill/restart cycles, with the boundaries of every message,
+/// then sees end-of-file on both, as in an uninterrupted run.
+#[test]
+fn unix_sockets_with_data_left_by_an_exited_peer() {
+    let env = Env::new("unixleft");
+    let prog = env.compile("unixleft", &[]);
+    let args = ["40", "30"];
+    let reference = hiber_e2e::output(Command::new(&prog).args(args)).unwrap();
+    assert!(reference.status.success());
+    let reference = String::from_utf8_lossy(&reference.stdout).into_owned();
+    hiber_e2e::kill_restart_cycles(&env, &reference, &[], &prog, &args, 2);
+}
