@@ -32,6 +32,8 @@ pub struct Restore<'a> {
     pub pipes: &'a [hiber_protocol::handoff::InheritedPipe],
     /// Shared files `hiber restart` opened for the computation.
     pub files: &'a [hiber_protocol::handoff::InheritedFile],
+    /// UNIX socket pairs `hiber restart` recreated for the computation.
+    pub sockets: &'a [hiber_protocol::handoff::InheritedSocket],
     pub warnings: &'a mut Vec<String>,
 }
 

@@ -67,6 +67,7 @@ fn restart() -> Link {
             temp_fds: &args.temp_fds,
             pipes: &args.pipes,
             files: &args.files,
+            sockets: &args.sockets,
             warnings: &mut warnings,
         });
     } else {

@@ -11,6 +11,7 @@ mod paths;
 mod pipes;
 mod restart;
 mod shm;
+mod sockets;
 
 use std::process::ExitCode;
 

@@ -192,10 +192,13 @@ pub fn run(args: RestartArgs) -> anyhow::Result<ExitCode> {
     for w in &shm.warnings {
         eprintln!("hiber: warning: {w}");
     }
+    let sockets =
+        crate::sockets::Sockets::create(&prepared.iter().map(|p| &p.image).collect::<Vec<_>>())?;
     for (i, keep) in keeps.iter_mut().enumerate() {
         keep.extend(pipes.fds_of(i));
         keep.extend(files.fds_of(i));
         keep.extend(shm.fds_of(i));
+        keep.extend(sockets.fds_of(i));
     }
     let all_fds: Vec<RawFd> = {
         let mut v: Vec<RawFd> = keeps.iter().flatten().copied().collect();
@@ -212,11 +215,16 @@ pub fn run(args: RestartArgs) -> anyhow::Result<ExitCode> {
             temp_fds: keeps[i]
                 .iter()
                 .copied()
-                .filter(|fd| !pipes.fds_of(i).contains(fd) && !files.fds_of(i).contains(fd))
+                .filter(|fd| {
+                    !pipes.fds_of(i).contains(fd)
+                        && !files.fds_of(i).contains(fd)
+                        && !sockets.fds_of(i).contains(fd)
+                })
                 .collect(),
             host_proc_fd,
             pipes: pipes.inherited_by(i),
             files: files.inherited_by(i),
+            sockets: sockets.inherited_by(i),
         };
         let mut children: Vec<PlanChild> = tree.children[i]
             .iter()
@@ -264,8 +272,8 @@ pub fn run(args: RestartArgs) -> anyhow::Result<ExitCode> {
             });
         }
     }
-    let held = (plans, pipes, files, shm);
-    let (plans, pipes, files, shm) = if same_ids {
+    let held = (plans, pipes, files, shm, sockets);
+    let (plans, pipes, files, shm, sockets) = if same_ids {
         // Our copies of what the restorers inherited go as soon as they all
         // run (kept, they would hold pipe ends open for the whole run).
         let mut held = Some(held);
@@ -328,6 +336,9 @@ pub fn run(args: RestartArgs) -> anyhow::Result<ExitCode> {
     drop(pipes);
     drop(files);
     drop(shm);
+    // And of the sockets: a reader must see end-of-file when its peer's
+    // last holder closes it.
+    drop(sockets);
     drop(prepared);
     let mut root_status = None;
     for (i, c) in children.into_iter().enumerate() {

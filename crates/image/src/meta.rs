@@ -253,6 +253,51 @@ pub enum FdKind {
         flags: i32,
         watches: Vec<InotifyWatch>,
     },
+    /// A connected UNIX-domain socket (`socketpair`, or `connect`/`accept`)
+    /// whose peer `sock_diag` named.
+    UnixSocket {
+        inode: u64,
+        /// The peer's inode (`UNIX_DIAG_PEER`).
+        peer: u64,
+        /// `SOCK_STREAM`, `SOCK_DGRAM` or `SOCK_SEQPACKET`.
+        sock_type: i32,
+        flags: i32,
+        /// `SO_SNDBUF` / `SO_RCVBUF` as `getsockopt` reports them (doubled).
+        sndbuf: i32,
+        rcvbuf: i32,
+        passcred: bool,
+        /// `SO_PEEK_OFF` the program had set (-1: none).
+        peek_off: i32,
+        /// The receive queue, read without consuming it: one element per
+        /// message for datagram and seqpacket sockets (boundaries kept),
+        /// the byte stream in one or more pieces for a stream socket.
+        queue: Vec<Vec<u8>>,
+        /// The peer was closed (`sock_diag` names it with inode 0, and
+        /// `peer` is 0): the pair is recreated for this end's queue, and
+        /// its other end closed.
+        peer_gone: bool,
+    },
+    /// A listening UNIX socket (`bind` + `listen`): bound again to its
+    /// name and listening at restart. Connections still waiting to be
+    /// accepted are not kept.
+    UnixListener {
+        inode: u64,
+        /// `SOCK_STREAM` or `SOCK_SEQPACKET`.
+        sock_type: i32,
+        flags: i32,
+        /// `sun_path` as `getsockname` returns it: a path (relative ones
+        /// to `cwd`), or an abstract name starting with a NUL byte.
+        name: Vec<u8>,
+        /// The process's working directory at the checkpoint.
+        cwd: String,
+        /// `listen` backlog (`UNIX_DIAG_RQLEN`).
+        backlog: u32,
+        /// Connections waiting to be accepted at the checkpoint (lost).
+        pending: u32,
+        sndbuf: i32,
+        rcvbuf: i32,
+        passcred: bool,
+    },
 }
 
 /// One registration of an epoll instance's interest list.
@@ -314,6 +359,8 @@ impl FdKind {
             FdKind::SignalFd { .. } => "signalfd",
             FdKind::Epoll { .. } => "epoll",
             FdKind::Inotify { .. } => "inotify",
+            FdKind::UnixSocket { .. } => "unix",
+            FdKind::UnixListener { .. } => "listen",
         }
     }
 }

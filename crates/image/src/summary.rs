@@ -230,6 +230,32 @@ fn fd_description(kind: &FdKind) -> String {
                 .collect();
             format!("inotify [{}] flags=0{flags:o}", w.join(" "))
         }
+        FdKind::UnixSocket {
+            inode,
+            peer,
+            sock_type,
+            flags,
+            queue,
+            ..
+        } => format!(
+            "unix socket:[{inode}] type {sock_type} peer socket:[{peer}] flags=0{flags:o} \
+             {} messages, {} bytes in its receive queue",
+            queue.len(),
+            queue.iter().map(Vec::len).sum::<usize>()
+        ),
+        FdKind::UnixListener {
+            inode,
+            sock_type,
+            flags,
+            name,
+            backlog,
+            pending,
+            ..
+        } => format!(
+            "unix socket:[{inode}] type {sock_type} listening on {:?} backlog {backlog} \
+             flags=0{flags:o}, {pending} connections waiting",
+            String::from_utf8_lossy(name)
+        ),
     }
 }
 

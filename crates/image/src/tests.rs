@@ -189,7 +189,38 @@ fn fds() -> Vec<FdMeta> {
                 writers_gone: false,
             },
         },
+        FdMeta {
+            fd: 5,
+            cloexec: false,
+            dup_of: None,
+            shared_with: Vec::new(),
+            owner: None,
+            kind: FdKind::UnixSocket {
+                inode: 77,
+                peer: 78,
+                sock_type: 5,
+                flags: 0o4002,
+                sndbuf: 212992,
+                rcvbuf: 212992,
+                passcred: false,
+                peek_off: -1,
+                queue: vec![b"one".to_vec(), Vec::new(), b"three".to_vec()],
+                peer_gone: false,
+            },
+        },
     ]
+}
+
+/// New descriptor kinds are appended to `FdKind`: postcard encodes the
+/// variant's index first, so the old ones keep theirs and old images read.
+#[test]
+fn fd_kind_variant_indices_are_stable() {
+    let socket = crate::meta::encode(&FdKind::Socket { inode: 1, flags: 2 }).unwrap();
+    assert_eq!(socket[0], 4);
+    let unix = crate::meta::encode(&fds()[3].kind).unwrap();
+    assert_eq!(unix[0], 11);
+    let back: FdKind = crate::meta::decode(&unix).unwrap();
+    assert_eq!(back, fds()[3].kind);
 }
 
 /// Fake process memory: 32 pages, some random (incompressible), some

@@ -25,6 +25,20 @@ pub struct RestartArgs {
     /// Regular files whose open file description several processes shared:
     /// opened once by `hiber restart` and inherited.
     pub files: Vec<InheritedFile>,
+    /// Connected UNIX sockets between processes of the computation (or
+    /// within one): each pair created once by `hiber restart`, refilled,
+    /// and each end inherited by every process that had it.
+    pub sockets: Vec<InheritedSocket>,
+}
+
+/// One end of a UNIX socket pair `hiber restart` recreated, as a
+/// descriptor this process inherits.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct InheritedSocket {
+    /// The socket's inode at the checkpoint.
+    pub inode: u64,
+    /// The inherited descriptor.
+    pub fd: i32,
 }
 
 /// One of this process's descriptors that stands for a file description

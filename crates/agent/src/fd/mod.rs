@@ -22,12 +22,13 @@ mod file;
 pub mod inotify;
 mod pipe;
 mod signalfd;
+mod socket;
 mod timerfd;
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
 use hiber_image::meta::{FdKind, FdMeta};
-use hiber_protocol::handoff::{InheritedFile, InheritedPipe};
+use hiber_protocol::handoff::{InheritedFile, InheritedPipe, InheritedSocket};
 
 /// Lowest number for the agent's own descriptors, out of the program's way
 /// (the program's first `open` must get the number it would without us).
@@ -229,10 +230,7 @@ fn save_one(fd: i32) -> Option<FdMeta> {
             link: format!("netlink {link}"),
             flags,
         },
-        Some(t) if t.is_socket() => FdKind::Socket {
-            inode: inode_of(&link),
-            flags,
-        },
+        Some(t) if t.is_socket() => socket::save(fd, inode_of(&link), flags),
         _ => FdKind::Other { link, flags },
     };
     Some(FdMeta {
@@ -301,6 +299,7 @@ pub fn restore(
     temp_fds: &[i32],
     inherited: &[InheritedPipe],
     shared_files: &[InheritedFile],
+    inherited_sockets: &[InheritedSocket],
 ) -> Vec<String> {
     let mut warnings = Vec::new();
     for &fd in temp_fds {
@@ -343,14 +342,30 @@ pub fn restore(
             },
         })
         .collect();
+    let sockets: Vec<InheritedSocket> = inherited_sockets
+        .iter()
+        .map(|s| InheritedSocket {
+            inode: s.inode,
+            // SAFETY: as for the pipes above.
+            fd: unsafe {
+                let h = libc::fcntl(s.fd, libc::F_DUPFD_CLOEXEC, PIPE_FD_BASE);
+                libc::close(s.fd);
+                h
+            },
+        })
+        .collect();
     let mut held: Vec<i32> = pipes
         .iter()
         .flat_map(|p| [p.read_fd, p.write_fd])
         .filter(|&fd| fd >= 0)
         .collect();
     held.extend(files.iter().map(|f| f.inherited));
+    held.extend(sockets.iter().map(|s| s.fd).filter(|&fd| fd >= 0));
     let internal = |k: &FdKind| match k {
         FdKind::Pipe { inode, path, .. } => pipe::inherited(*inode, path, &pipes).is_some(),
+        FdKind::UnixSocket { inode, .. } | FdKind::UnixListener { inode, .. } => {
+            socket::inherited(*inode, &sockets).is_some()
+        }
         _ => false,
     };
     // fds 0-2 to something outside the computation are `hiber restart`'s,
@@ -372,6 +387,8 @@ pub fn restore(
                         FdKind::Terminal { .. }
                             | FdKind::Pipe { .. }
                             | FdKind::Socket { .. }
+                            | FdKind::UnixSocket { .. }
+                            | FdKind::UnixListener { .. }
                             | FdKind::Other { .. }
                     ) && !internal(&m.kind)
                         || unreachable_stdio(m))
@@ -467,6 +484,14 @@ pub fn restore(
                 ));
                 placeholder()
             }
+            FdKind::UnixSocket { inode, flags, .. } | FdKind::UnixListener { inode, flags, .. }
+                if internal(&m.kind) =>
+            {
+                match socket::inherited(*inode, &sockets) {
+                    Some(s) => socket::restore(s, *flags),
+                    None => Err("socket pair not recreated".into()),
+                }
+            }
             other => {
                 warnings.push(format!(
                     "fd {} ({}) leads outside the computation; it now reads as /dev/null",
@@ -530,6 +555,13 @@ fn describe(k: &FdKind) -> String {
         FdKind::Pipe { inode, path, .. } if path.is_empty() => format!("pipe:[{inode}]"),
         FdKind::Pipe { path, .. } => path.clone(),
         FdKind::Socket { inode, .. } => format!("socket:[{inode}]"),
+        FdKind::UnixSocket { inode, peer, .. } => {
+            format!("unix socket:[{inode}] whose peer socket:[{peer}] is not restarted")
+        }
+        FdKind::UnixListener { inode, name, .. } => format!(
+            "unix socket:[{inode}] listening on {:?}, not recreated",
+            String::from_utf8_lossy(name)
+        ),
         FdKind::Other { link, .. } => link.clone(),
         FdKind::EventFd { .. } => "anon_inode:[eventfd]".into(),
         FdKind::TimerFd { .. } => "anon_inode:[timerfd]".into(),
@@ -573,7 +605,13 @@ impl crate::mechanisms::Mechanism for Descriptors {
     }
 
     fn restore(&self, ctx: &mut crate::mechanisms::Restore<'_>) {
-        let w = restore(&ctx.saved.fds, ctx.temp_fds, ctx.pipes, ctx.files);
+        let w = restore(
+            &ctx.saved.fds,
+            ctx.temp_fds,
+            ctx.pipes,
+            ctx.files,
+            ctx.sockets,
+        );
         ctx.warnings.extend(w);
     }
 }

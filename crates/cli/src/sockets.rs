@@ -1,0 +1,458 @@
+//! Connected UNIX sockets between the processes of a restart.
+//!
+//! Every image lists its connected UNIX sockets with their inode, their
+//! peer's inode (from `sock_diag` at the checkpoint), type, options and
+//! receive queue. A pair whose both ends are among the images (on one host)
+//! is created here once with `socketpair` of its type, given its buffer
+//! sizes back and refilled — the messages queued for one end are written
+//! into the other, one `send` per message for datagram and seqpacket
+//! sockets so boundaries come back — and each end is inherited by every
+//! process that had it (through `fork`, several may); the agent puts it at
+//! its number. A socket whose peer is not among the images is not
+//! recreated: the agent leaves a placeholder and a warning.
+//!
+//! A listening socket is created once too, bound to its name again (a
+//! stale socket file at its path, left by the killed process, is removed
+//! first) and listening with its backlog; connections that were waiting to
+//! be accepted are lost (their clients' ends have no peer among the images
+//! and become placeholders). Sockets connected through a path come back as
+//! a pair, with no names (`getsockname`/`getpeername` are empty).
+
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileTypeExt;
+
+use anyhow::{Context, bail};
+use hiber_image::Image;
+use hiber_image::meta::FdKind;
+use hiber_protocol::handoff::InheritedSocket;
+
+/// One socket end as the images saw it.
+#[derive(Default)]
+struct Seen {
+    peer: u64,
+    sock_type: i32,
+    sndbuf: i32,
+    rcvbuf: i32,
+    passcred: bool,
+    peek_off: i32,
+    queue: Vec<Vec<u8>>,
+    peer_gone: bool,
+    users: Vec<usize>,
+}
+
+pub struct Sockets {
+    /// Created ends: (inode, descriptor).
+    ends: Vec<(u64, OwnedFd)>,
+    /// For each image, the indices of the ends it has.
+    users: Vec<Vec<usize>>,
+}
+
+impl Sockets {
+    pub fn create(images: &[&Image]) -> anyhow::Result<Sockets> {
+        let mut seen: HashMap<(String, u64), Seen> = HashMap::new();
+        for (i, img) in images.iter().enumerate() {
+            let host = img.identity().hostname.clone();
+            for m in img.fds()? {
+                let FdKind::UnixSocket {
+                    inode,
+                    peer,
+                    sock_type,
+                    sndbuf,
+                    rcvbuf,
+                    passcred,
+                    peek_off,
+                    queue,
+                    peer_gone,
+                    ..
+                } = m.kind
+                else {
+                    continue;
+                };
+                let s = seen.entry((host.clone(), inode)).or_insert_with(|| Seen {
+                    peer,
+                    sock_type,
+                    sndbuf,
+                    rcvbuf,
+                    passcred,
+                    peek_off,
+                    queue,
+                    peer_gone,
+                    users: Vec::new(),
+                });
+                if !s.users.contains(&i) {
+                    s.users.push(i);
+                }
+            }
+        }
+        let mut ends = Vec::new();
+        let mut users = vec![Vec::new(); images.len()];
+        listeners(images, &mut ends, &mut users)?;
+        let mut keys: Vec<(String, u64)> = seen.keys().cloned().collect();
+        keys.sort();
+        for (host, a) in keys {
+            let Some(sa) = seen.get(&(host.clone(), a)) else {
+                continue;
+            };
+            let b = sa.peer;
+            // Each pair once, from its lower inode; both ends must be ours
+            // and name each other.
+            let Some(sb) = seen.get(&(host.clone(), b)) else {
+                if sa.peer_gone {
+                    // The peer was closed: a pair for what it had sent, its
+                    // other end closed (end of file after the bytes).
+                    let (fa, fb) = pair(sa.sock_type).with_context(|| format!("socket:[{a}]"))?;
+                    set_buffers(fa.as_raw_fd(), sa);
+                    refill(&fb, sa.sock_type, &sa.queue)
+                        .with_context(|| format!("refilling unix socket:[{a}]"))?;
+                    drop(fb);
+                    set_after_refill(fa.as_raw_fd(), sa);
+                    for &u in &sa.users {
+                        users[u].push(ends.len());
+                    }
+                    ends.push((a, fa));
+                }
+                continue;
+            };
+            if a >= b || sb.peer != a {
+                continue;
+            }
+            if sa.sock_type != sb.sock_type {
+                bail!(
+                    "unix socket:[{a}] (type {}) and its peer socket:[{b}] (type {}) differ",
+                    sa.sock_type,
+                    sb.sock_type
+                );
+            }
+            let (fa, fb) = pair(sa.sock_type).with_context(|| format!("socket:[{a}]"))?;
+            for (s, fd) in [(sa, &fa), (sb, &fb)] {
+                set_buffers(fd.as_raw_fd(), s);
+            }
+            // What was queued for A arrives at A: written into B.
+            refill(&fb, sa.sock_type, &sa.queue)
+                .with_context(|| format!("refilling unix socket:[{a}]"))?;
+            refill(&fa, sb.sock_type, &sb.queue)
+                .with_context(|| format!("refilling unix socket:[{b}]"))?;
+            for (s, fd) in [(sa, &fa), (sb, &fb)] {
+                set_after_refill(fd.as_raw_fd(), s);
+            }
+            for (inode, s, fd) in [(a, sa, fa), (b, sb, fb)] {
+                for &u in &s.users {
+                    users[u].push(ends.len());
+                }
+                ends.push((inode, fd));
+            }
+        }
+        Ok(Sockets { ends, users })
+    }
+
+    /// Descriptors image `i` inherits.
+    pub fn fds_of(&self, i: usize) -> Vec<RawFd> {
+        self.users[i]
+            .iter()
+            .map(|&e| self.ends[e].1.as_raw_fd())
+            .collect()
+    }
+
+    /// What the agent of image `i` is told about its sockets.
+    pub fn inherited_by(&self, i: usize) -> Vec<InheritedSocket> {
+        self.users[i]
+            .iter()
+            .map(|&e| InheritedSocket {
+                inode: self.ends[e].0,
+                fd: self.ends[e].1.as_raw_fd(),
+            })
+            .collect()
+    }
+}
+
+/// Creates every listening socket of the images once.
+fn listeners(
+    images: &[&Image],
+    ends: &mut Vec<(u64, OwnedFd)>,
+    users: &mut [Vec<usize>],
+) -> anyhow::Result<()> {
+    let mut made: HashMap<(String, u64), usize> = HashMap::new();
+    for (i, img) in images.iter().enumerate() {
+        let host = img.identity().hostname.clone();
+        for m in img.fds()? {
+            let FdKind::UnixListener {
+                inode,
+                sock_type,
+                name,
+                cwd,
+                backlog,
+                pending,
+                sndbuf,
+                rcvbuf,
+                passcred,
+                ..
+            } = m.kind
+            else {
+                continue;
+            };
+            let e = match made.get(&(host.clone(), inode)) {
+                Some(&e) => e,
+                None => {
+                    let shown = String::from_utf8_lossy(&name).into_owned();
+                    if pending > 0 {
+                        tracing::warn!("{pending} connections waiting on {shown:?} are lost");
+                        eprintln!(
+                            "hiber: warning: {pending} connections that were waiting on unix \
+                             socket {shown:?} are lost"
+                        );
+                    }
+                    let fd = listen(sock_type, &name, &cwd, backlog)
+                        .with_context(|| format!("listening unix socket {shown:?}"))?;
+                    let seen = Seen {
+                        sndbuf,
+                        rcvbuf,
+                        passcred,
+                        peek_off: -1,
+                        ..Seen::default()
+                    };
+                    set_buffers(fd.as_raw_fd(), &seen);
+                    set_after_refill(fd.as_raw_fd(), &seen);
+                    ends.push((inode, fd));
+                    made.insert((host.clone(), inode), ends.len() - 1);
+                    ends.len() - 1
+                }
+            };
+            if !users[i].contains(&e) {
+                users[i].push(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A socket bound to `name` and listening. A relative path is bound from
+/// `cwd` (the process's working directory at the checkpoint), so
+/// `getsockname` returns the same name as before.
+fn listen(sock_type: i32, name: &[u8], cwd: &str, backlog: u32) -> anyhow::Result<OwnedFd> {
+    // SAFETY: plain socket creation.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, sock_type | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).context("socket");
+    }
+    // SAFETY: a fresh descriptor we own.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: sockaddr_un is plain data; all zeroes is a valid value.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    if name.len() >= addr.sun_path.len() {
+        bail!("name of {} bytes is too long", name.len());
+    }
+    for (d, &c) in addr.sun_path.iter_mut().zip(name) {
+        *d = c as libc::c_char;
+    }
+    let abstract_name = name.first() == Some(&0);
+    let len = std::mem::size_of::<libc::sa_family_t>() + name.len() + usize::from(!abstract_name);
+    let relative = !abstract_name && name.first() != Some(&b'/');
+    let path = if relative {
+        std::path::Path::new(cwd).join(std::ffi::OsStr::from_bytes(name))
+    } else {
+        std::path::PathBuf::from(std::ffi::OsStr::from_bytes(name))
+    };
+    if !abstract_name && std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_socket()) {
+        // The killed process's socket file — unless something still
+        // listens there (the original still running?): never steal it.
+        if std::os::unix::net::UnixStream::connect(&path).is_ok() {
+            bail!(
+                "{} is in use: another process listens on it",
+                path.display()
+            );
+        }
+        std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+    }
+    // bind has no *at form: a relative name is bound from its directory.
+    // `hiber restart` runs one thread here, so changing its working
+    // directory for the call is safe.
+    let back = if relative {
+        let here = std::env::current_dir().context("current directory")?;
+        std::env::set_current_dir(cwd).with_context(|| format!("cd {cwd}"))?;
+        Some(here)
+    } else {
+        None
+    };
+    // SAFETY: bind reads `len` bytes of `addr`, which is that large.
+    let r = unsafe { libc::bind(fd, (&raw const addr).cast(), len as libc::socklen_t) };
+    let err = std::io::Error::last_os_error();
+    if let Some(here) = back {
+        std::env::set_current_dir(&here).with_context(|| format!("cd {}", here.display()))?;
+    }
+    if r != 0 {
+        return Err(err).context("bind");
+    }
+    let backlog = i32::try_from(backlog).unwrap_or(libc::SOMAXCONN);
+    // SAFETY: listen on our own socket.
+    if unsafe { libc::listen(fd, backlog) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("listen");
+    }
+    Ok(sock)
+}
+
+fn pair(sock_type: i32) -> anyhow::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: socketpair writes two new descriptors into `fds`.
+    let r = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            sock_type | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("socketpair(AF_UNIX, type {sock_type})"));
+    }
+    // SAFETY: fresh descriptors we own.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+fn set_int(fd: RawFd, opt: i32, v: i32) {
+    // SAFETY: setsockopt reads one int from `v` (a refusal, e.g. a size
+    // above the system's maximum, keeps the default).
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            opt,
+            (&raw const v).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+}
+
+/// `SO_SNDBUF`/`SO_RCVBUF` before the refill, so what was in flight fits
+/// as it did. `getsockopt` reported them doubled; `setsockopt` doubles.
+fn set_buffers(fd: RawFd, s: &Seen) {
+    if s.sndbuf > 0 {
+        set_int(fd, libc::SO_SNDBUF, s.sndbuf / 2);
+    }
+    if s.rcvbuf > 0 {
+        set_int(fd, libc::SO_RCVBUF, s.rcvbuf / 2);
+    }
+}
+
+/// Options set after the refill: `SO_PASSCRED` (set before, the refilled
+/// messages would carry our credentials) and the program's peek offset.
+fn set_after_refill(fd: RawFd, s: &Seen) {
+    if s.passcred {
+        set_int(fd, libc::SO_PASSCRED, 1);
+    }
+    if s.peek_off >= 0 {
+        set_int(fd, libc::SO_PEEK_OFF, s.peek_off);
+    }
+}
+
+/// Writes the saved queue into `fd` without blocking: one `send` per
+/// message (datagram, seqpacket), as many as it takes for a stream.
+fn refill(fd: &OwnedFd, sock_type: i32, queue: &[Vec<u8>]) -> anyhow::Result<()> {
+    let total: usize = queue.iter().map(Vec::len).sum();
+    for (i, msg) in queue.iter().enumerate() {
+        let mut rest = &msg[..];
+        loop {
+            // SAFETY: sending from a live buffer of the given length.
+            let n = unsafe {
+                libc::send(
+                    fd.as_raw_fd(),
+                    rest.as_ptr().cast(),
+                    rest.len(),
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                )
+            };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                bail!(
+                    "message {i} of {} ({} bytes; {total} in all) does not fit: {e}",
+                    queue.len(),
+                    rest.len()
+                );
+            }
+            if sock_type != libc::SOCK_STREAM {
+                break; // one message, sent whole
+            }
+            rest = &rest[n as usize..];
+            if rest.is_empty() {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn recv(fd: &OwnedFd) -> Option<Vec<u8>> {
+        let mut buf = [0u8; 256];
+        // SAFETY: receiving into a live buffer.
+        let n = unsafe {
+            libc::recv(
+                fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        (n >= 0).then(|| buf[..n as usize].to_vec())
+    }
+
+    #[test]
+    fn seqpacket_refill_keeps_boundaries() {
+        let (a, b) = pair(libc::SOCK_SEQPACKET).unwrap();
+        let q = vec![b"one".to_vec(), b"two two".to_vec(), b"3".to_vec()];
+        refill(&b, libc::SOCK_SEQPACKET, &q).unwrap();
+        for m in &q {
+            assert_eq!(recv(&a).as_ref(), Some(m));
+        }
+        assert_eq!(recv(&a), None, "nothing more");
+    }
+
+    #[test]
+    fn listener_is_bound_again_over_a_stale_socket_file() {
+        let dir = std::env::temp_dir().join(format!("hiber-listen-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cwd = dir.to_str().unwrap();
+        let first = listen(libc::SOCK_STREAM, b"l.sock", cwd, 8).unwrap();
+        drop(first); // the socket file stays, as after a SIGKILL
+        let l = listen(libc::SOCK_STREAM, b"l.sock", cwd, 8).unwrap();
+        let c = std::os::unix::net::UnixStream::connect(dir.join("l.sock")).unwrap();
+        // SAFETY: accept on our listening socket; no address wanted.
+        let a = unsafe { libc::accept(l.as_raw_fd(), std::ptr::null_mut(), std::ptr::null_mut()) };
+        assert!(a >= 0);
+        // SAFETY: closing the accepted descriptor.
+        unsafe { libc::close(a) };
+        drop(c);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_live_listener_is_never_replaced() {
+        let dir = std::env::temp_dir().join(format!("hiber-live-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cwd = dir.to_str().unwrap();
+        let live = listen(libc::SOCK_STREAM, b"l.sock", cwd, 8).unwrap();
+        assert!(listen(libc::SOCK_STREAM, b"l.sock", cwd, 8).is_err());
+        drop(live);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn stream_refill_is_the_bytes() {
+        let (a, b) = pair(libc::SOCK_STREAM).unwrap();
+        refill(
+            &a,
+            libc::SOCK_STREAM,
+            &[b"hello ".to_vec(), b"world".to_vec()],
+        )
+        .unwrap();
+        assert_eq!(recv(&b).unwrap(), b"hello world");
+    }
+}
