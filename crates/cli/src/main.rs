@@ -11,6 +11,7 @@ mod paths;
 mod pipes;
 mod restart;
 mod shm;
+mod sysv;
 
 use std::process::ExitCode;
 

@@ -91,6 +91,50 @@ pub struct ProcessMeta {
     /// recreated as zombies, so the program still reaps them.
     #[serde(default)]
     pub zombies: Vec<(u32, i32)>,
+    /// System V IPC objects the process created, looked up or attached
+    /// (every process of the computation that used one saves it; a restart
+    /// recreates each id once).
+    #[serde(default)]
+    pub sysv: Vec<SysvObject>,
+}
+
+/// One System V IPC object (`shmctl`/`semctl`/`msgctl` `IPC_STAT`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SysvObject {
+    /// The id the program holds.
+    pub id: i32,
+    /// `IPC_PRIVATE` (0) for a private object or a segment marked for
+    /// removal.
+    pub key: i32,
+    /// Permission bits (`ipc_perm.mode & 0o777`).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub kind: SysvKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SysvKind {
+    Shm {
+        /// `shm_segsz` as created.
+        size: u64,
+        /// `IPC_RMID` was called while still attached (`SHM_DEST`).
+        removed: bool,
+        /// The contents, when this process did not have the segment
+        /// attached (an attaching process's memory image has them).
+        contents: Option<Vec<u8>>,
+    },
+    Sem {
+        /// `GETALL`.
+        values: Vec<u16>,
+    },
+    Msg {
+        /// `msg_qbytes`.
+        qbytes: u64,
+        /// The queue's messages in order (type, text), read with
+        /// `MSG_COPY` (nothing consumed).
+        messages: Vec<(i64, Vec<u8>)>,
+    },
 }
 
 /// One armed interval timer (`getitimer`); times in microseconds.
