@@ -6,6 +6,7 @@ mod coord_addr;
 mod files;
 mod inspect;
 mod launch;
+mod mqueue;
 mod namespace;
 mod paths;
 mod pipes;

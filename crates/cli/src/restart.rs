@@ -195,6 +195,8 @@ pub fn run(args: RestartArgs) -> anyhow::Result<ExitCode> {
             .map(|p| (&p.image, &p.process))
             .collect::<Vec<_>>(),
     )?;
+    // POSIX queues after them, in the same namespace.
+    crate::mqueue::recreate(&prepared.iter().map(|p| &p.image).collect::<Vec<_>>())?;
     let shm = crate::shm::SharedMemory::create(
         &prepared.iter().map(|p| &p.image).collect::<Vec<_>>(),
         &|i, start| sysv.takes(i, start),

@@ -253,6 +253,22 @@ pub enum FdKind {
         link: String,
         flags: i32,
     },
+    /// A POSIX message queue (`mq_open`).
+    Mqueue {
+        /// The queue's name (`/name`), as `mq_open` takes it.
+        name: String,
+        flags: i32,
+        /// Permission bits.
+        mode: u32,
+        /// `mq_maxmsg`, `mq_msgsize`.
+        maxmsg: i64,
+        msgsize: i64,
+        /// The queue's messages in the order they come out (priority,
+        /// text); every process that has it open saves the same list.
+        messages: Vec<(u32, Vec<u8>)>,
+        /// The name was unlinked.
+        unlinked: bool,
+    },
 }
 
 /// One file descriptor (one element of the FDS section).
@@ -285,6 +301,7 @@ impl FdKind {
             FdKind::Pipe { .. } => "pipe",
             FdKind::Socket { .. } => "socket",
             FdKind::Other { .. } => "other",
+            FdKind::Mqueue { .. } => "mqueue",
         }
     }
 }

@@ -200,6 +200,12 @@ fn fd_description(kind: &FdKind) -> String {
         }
         FdKind::Socket { inode, flags } => format!("socket:[{inode}] flags=0{flags:o}"),
         FdKind::Other { link, flags } => format!("{link} flags=0{flags:o}"),
+        FdKind::Mqueue {
+            name,
+            flags,
+            messages,
+            ..
+        } => format!("mqueue {name} flags=0{flags:o} messages={}", messages.len()),
     }
 }
 

@@ -8,6 +8,7 @@
 //! number, and fds the process did not have are closed.
 
 mod file;
+mod mqueue;
 mod pipe;
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -142,6 +143,9 @@ fn save_one(fd: i32) -> Option<FdMeta> {
     let meta = std::fs::metadata(format!("/proc/self/fd/{fd}")).ok();
     let ft = meta.as_ref().map(|m| m.file_type());
     let kind = match ft {
+        Some(t) if t.is_file() && mqueue::is_mqueue(fd) => {
+            mqueue::save(fd, &link, flags, meta.as_ref().map_or(0o600, |m| m.mode()))
+        }
         Some(t) if t.is_file() => file::save(fd, &link, flags, meta.as_ref()?),
         Some(t) if t.is_dir() => FdKind::Directory {
             path: link,
@@ -320,6 +324,7 @@ pub fn restore(
             }
             FdKind::File { .. } | FdKind::Directory { .. } => file::restore(m, &mut warnings),
             FdKind::Terminal { path, flags } => file::reopen(path, *flags),
+            FdKind::Mqueue { .. } => mqueue::restore(m),
             FdKind::Pipe {
                 inode, path, flags, ..
             } if internal(&m.kind) => match pipe::inherited(*inode, path, &pipes) {
@@ -367,6 +372,7 @@ fn describe(k: &FdKind) -> String {
         FdKind::Pipe { path, .. } => path.clone(),
         FdKind::Socket { inode, .. } => format!("socket:[{inode}]"),
         FdKind::Other { link, .. } => link.clone(),
+        FdKind::Mqueue { name, .. } => format!("message queue {name}"),
         FdKind::File { path, .. }
         | FdKind::Directory { path, .. }
         | FdKind::Terminal { path, .. } => path.clone(),
