@@ -86,9 +86,12 @@ fn shm(id: i32, attached: bool) -> Result<Option<SysvObject>, String> {
     let contents = if attached {
         None
     } else {
+        // Raw system calls: `shmat` and `msgrcv` by name would be our own
+        // wrappers, whose first call resolves glibc's with `dlsym`, not a
+        // thing to do with the program's threads stopped anywhere.
         // SAFETY: a read-only attach at an address the kernel chooses.
-        let p = unsafe { libc::shmat(id, std::ptr::null(), libc::SHM_RDONLY) };
-        if p as isize == -1 {
+        let p = unsafe { libc::syscall(libc::SYS_shmat, id, 0usize, libc::SHM_RDONLY) };
+        if p == -1 {
             return Err(format!(
                 "System V segment {id}: cannot read it (shmat: errno {})",
                 errno()
@@ -97,7 +100,7 @@ fn shm(id: i32, attached: bool) -> Result<Option<SysvObject>, String> {
         // SAFETY: the segment is `size` bytes long and attached at `p`.
         let bytes = unsafe { std::slice::from_raw_parts(p as *const u8, size as usize) }.to_vec();
         // SAFETY: detaching what we attached above.
-        unsafe { libc::shmdt(p) };
+        unsafe { libc::syscall(libc::SYS_shmdt, p) };
         Some(bytes)
     };
     Ok(Some(SysvObject {
@@ -153,9 +156,10 @@ fn msg(id: i32) -> Result<Option<SysvObject>, String> {
     for i in 0..ds.msg_qnum as libc::c_long {
         // SAFETY: `buf` holds a `long` type and `max` bytes of text.
         let n = unsafe {
-            libc::msgrcv(
+            libc::syscall(
+                libc::SYS_msgrcv,
                 id,
-                buf.as_mut_ptr().cast(),
+                buf.as_mut_ptr(),
                 max,
                 i,
                 libc::IPC_NOWAIT | MSG_COPY,
