@@ -3,9 +3,9 @@
 //! The kernel keeps these objects after every process that used them is
 //! gone, and the program holds their ids (not descriptors), so the agent
 //! learns which ones the computation uses from the calls that hand out ids
-//! (`shmget`, `semget`, `msgget`, `shmat`, wrapped in `wrappers.rs`) and
-//! from the segments attached in `/proc/self/maps` (`/SYSV<key>` with the
-//! shmid as inode). The sets live in memory, so a forked child inherits
+//! (`shmget`, `semget`, `msgget`, `shmat`, wrapped in `wrappers.rs`); which
+//! segments are attached comes from `/proc/self/maps` (`/SYSV<key>` with
+//! the shmid as inode), read only when there are any. The sets live in memory, so a forked child inherits
 //! its parent's and a restarted process finds its own again.
 //!
 //! At PRE_CHECKPOINT each process saves every object it knows that still
@@ -191,12 +191,18 @@ fn msg(id: i32) -> Result<Option<SysvObject>, String> {
 
 /// Every object this process knows, as it is now.
 pub fn save() -> Result<Vec<SysvObject>, String> {
-    let attached: Vec<i32> = crate::mem::maps::read_self()?
-        .iter()
-        .filter(|m| m.shared && m.path.starts_with("/SYSV"))
-        .map(|m| m.inode as i32)
-        .collect();
     let mut shm_ids = SHM_IDS.ids();
+    // A segment is attached with `shmat` in this process or in a forked
+    // parent (exec detaches all): one without a recorded id has none.
+    let attached: Vec<i32> = if shm_ids.is_empty() {
+        Vec::new()
+    } else {
+        crate::mem::maps::read_self()?
+            .iter()
+            .filter(|m| m.shared && m.path.starts_with("/SYSV"))
+            .map(|m| m.inode as i32)
+            .collect()
+    };
     shm_ids.extend(&attached);
     shm_ids.sort_unstable();
     shm_ids.dedup();
