@@ -62,6 +62,7 @@ pub static BUILTIN: &[&dyn Mechanism] = &[
     &crate::state::fs::WorkingDir,
     &crate::state::limits::Limits,
     &crate::state::mm::Layout,
+    &crate::state::sysvipc::SysvIpc,
     &crate::state::signals::Signals,
     &crate::state::timers::Timers,
 ];

@@ -514,3 +514,133 @@ pub unsafe extern "C" fn inotify_rm_watch(fd: c_int, wd: c_int) -> c_int {
     }
     r
 }
+
+// System V IPC: the ids the program obtains are recorded, so that a
+// checkpoint saves those objects (`state/sysvipc.rs`).
+
+type ShmgetFn = unsafe extern "C" fn(libc::key_t, libc::size_t, c_int) -> c_int;
+type ShmatFn = unsafe extern "C" fn(c_int, *const c_void, c_int) -> *mut c_void;
+type SemgetFn = unsafe extern "C" fn(libc::key_t, c_int, c_int) -> c_int;
+type MsggetFn = unsafe extern "C" fn(libc::key_t, c_int) -> c_int;
+
+/// # Safety
+/// Same contract as libc's `shmget`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmget(key: libc::key_t, size: libc::size_t, flags: c_int) -> c_int {
+    let f = real!("shmget", ShmgetFn);
+    // SAFETY: forwarded arguments.
+    let id = unsafe { f(key, size, flags) };
+    crate::state::sysvipc::SHM_IDS.record(id);
+    id
+}
+
+/// # Safety
+/// Same contract as libc's `shmat`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmat(id: c_int, addr: *const c_void, flags: c_int) -> *mut c_void {
+    let f = real!("shmat", ShmatFn);
+    // SAFETY: forwarded arguments.
+    let p = unsafe { f(id, addr, flags) };
+    if p as isize != -1 {
+        crate::state::sysvipc::SHM_IDS.record(id);
+    }
+    p
+}
+
+/// # Safety
+/// Same contract as libc's `semget`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn semget(key: libc::key_t, nsems: c_int, flags: c_int) -> c_int {
+    let f = real!("semget", SemgetFn);
+    // SAFETY: forwarded arguments.
+    let id = unsafe { f(key, nsems, flags) };
+    crate::state::sysvipc::SEM_IDS.record(id);
+    id
+}
+
+/// # Safety
+/// Same contract as libc's `msgget`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn msgget(key: libc::key_t, flags: c_int) -> c_int {
+    let f = real!("msgget", MsggetFn);
+    // SAFETY: forwarded arguments.
+    let id = unsafe { f(key, flags) };
+    crate::state::sysvipc::MSG_IDS.record(id);
+    id
+}
+
+// `semop`, `semtimedop`, `msgsnd` and `msgrcv` are never restarted after a
+// signal handler, whatever `SA_RESTART` says (signal(7)): retried here when
+// the handler was the checkpoint's. (`semtimedop` waits its full timeout
+// again: the kernel does not report the time left.)
+
+type SemopFn = unsafe extern "C" fn(c_int, *mut libc::sembuf, libc::size_t) -> c_int;
+type SemtimedopFn =
+    unsafe extern "C" fn(c_int, *mut libc::sembuf, libc::size_t, *const libc::timespec) -> c_int;
+type MsgsndFn = unsafe extern "C" fn(c_int, *const c_void, libc::size_t, c_int) -> c_int;
+type MsgrcvFn =
+    unsafe extern "C" fn(c_int, *mut c_void, libc::size_t, libc::c_long, c_int) -> libc::ssize_t;
+
+/// Runs `call` again while it fails with `EINTR` because of a checkpoint.
+fn retry_checkpoint<T: PartialEq + From<i8>>(mut call: impl FnMut() -> T) -> T {
+    loop {
+        let before = epoch();
+        let r = call();
+        if r == T::from(-1) && errno() == libc::EINTR && epoch() != before {
+            continue;
+        }
+        return r;
+    }
+}
+
+/// # Safety
+/// Same contract as libc's `semop`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn semop(id: c_int, ops: *mut libc::sembuf, n: libc::size_t) -> c_int {
+    let f = real!("semop", SemopFn);
+    // SAFETY: forwarded arguments.
+    retry_checkpoint(|| unsafe { f(id, ops, n) })
+}
+
+/// # Safety
+/// Same contract as libc's `semtimedop`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn semtimedop(
+    id: c_int,
+    ops: *mut libc::sembuf,
+    n: libc::size_t,
+    timeout: *const libc::timespec,
+) -> c_int {
+    let f = real!("semtimedop", SemtimedopFn);
+    // SAFETY: forwarded arguments.
+    retry_checkpoint(|| unsafe { f(id, ops, n, timeout) })
+}
+
+/// # Safety
+/// Same contract as libc's `msgsnd`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn msgsnd(
+    id: c_int,
+    msg: *const c_void,
+    size: libc::size_t,
+    flags: c_int,
+) -> c_int {
+    let f = real!("msgsnd", MsgsndFn);
+    // SAFETY: forwarded arguments.
+    retry_checkpoint(|| unsafe { f(id, msg, size, flags) })
+}
+
+/// # Safety
+/// Same contract as libc's `msgrcv`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn msgrcv(
+    id: c_int,
+    msg: *mut c_void,
+    size: libc::size_t,
+    typ: libc::c_long,
+    flags: c_int,
+) -> libc::ssize_t {
+    let f = real!("msgrcv", MsgrcvFn);
+    // SAFETY: forwarded arguments.
+    retry_checkpoint(|| unsafe { f(id, msg, size, typ, flags) })
+}

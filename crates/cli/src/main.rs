@@ -6,12 +6,14 @@ mod coord_addr;
 mod files;
 mod inspect;
 mod launch;
+mod mqueue;
 mod namespace;
 mod paths;
 mod pipes;
 mod restart;
 mod shm;
 mod sockets;
+mod sysv;
 
 use std::process::ExitCode;
 

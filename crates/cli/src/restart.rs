@@ -187,8 +187,20 @@ pub fn run(args: RestartArgs) -> anyhow::Result<ExitCode> {
         crate::pipes::Pipes::create(&prepared.iter().map(|p| &p.image).collect::<Vec<_>>())?;
     let files =
         crate::files::SharedFiles::create(&prepared.iter().map(|p| &p.image).collect::<Vec<_>>())?;
-    let shm =
-        crate::shm::SharedMemory::create(&prepared.iter().map(|p| &p.image).collect::<Vec<_>>())?;
+    // System V objects first: they may move us into an IPC namespace of our
+    // own, where the restorers must run.
+    let sysv = crate::sysv::SysvIpc::create(
+        &prepared
+            .iter()
+            .map(|p| (&p.image, &p.process))
+            .collect::<Vec<_>>(),
+    )?;
+    // POSIX queues after them, in the same namespace.
+    crate::mqueue::recreate(&prepared.iter().map(|p| &p.image).collect::<Vec<_>>())?;
+    let shm = crate::shm::SharedMemory::create(
+        &prepared.iter().map(|p| &p.image).collect::<Vec<_>>(),
+        &|i, start| sysv.takes(i, start),
+    )?;
     for w in &shm.warnings {
         eprintln!("hiber: warning: {w}");
     }
@@ -258,7 +270,11 @@ pub fn run(args: RestartArgs) -> anyhow::Result<ExitCode> {
             .copied()
             .filter(|fd| !keeps[i].contains(fd))
             .collect();
-        let shared = |start: u64| shm.area(i, start);
+        let shared = |start: u64| {
+            sysv.area(i, start)
+                .map(|id| (id, 0, AREA_SYSV))
+                .or_else(|| shm.area(i, start).map(|(fd, off)| (fd, off, AREA_SHARED)))
+        };
         let exe_fd = exes[i].as_ref().map(|f| f.as_raw_fd());
         let plan = build_plan(p, &rargs, &children, &close, &shared, exe_fd)?;
         std::io::Write::write_all(&mut &plans[i], &plan).context("writing the restore plan")?;
@@ -549,7 +565,8 @@ fn build_plan(
     args: &AgentArgs,
     children: &[PlanChild],
     close: &[i32],
-    shared: &dyn Fn(u64) -> Option<(RawFd, u64)>,
+    // (descriptor or shmid, offset, AREA_SHARED or AREA_SYSV)
+    shared: &dyn Fn(u64) -> Option<(RawFd, u64, u32)>,
     exe_fd: Option<RawFd>,
 ) -> anyhow::Result<Vec<u8>> {
     let image = &p.image;
@@ -589,13 +606,13 @@ fn build_plan(
             continue;
         }
         if a.flags & area_flags::SHARED != 0
-            && let Some((fd, offset)) = shared(a.start)
+            && let Some((fd, offset, how)) = shared(a.start)
         {
             areas.push(PlanArea {
                 start: a.start,
                 len: a.end - a.start,
                 prot: a.prot,
-                flags: AREA_SHARED,
+                flags: how,
                 first_source: sources.len() as u32,
                 n_sources: 0,
                 shared_offset: offset,

@@ -39,7 +39,12 @@ pub struct SharedMemory {
 }
 
 impl SharedMemory {
-    pub fn create(images: &[&Image]) -> anyhow::Result<SharedMemory> {
+    /// `taken(i, start)`: image `i`'s area at `start` is mapped otherwise
+    /// (a System V segment, `sysv.rs`).
+    pub fn create(
+        images: &[&Image],
+        taken: &dyn Fn(usize, u64) -> bool,
+    ) -> anyhow::Result<SharedMemory> {
         let mut objects: Vec<OwnedFd> = Vec::new();
         let mut by_key: HashMap<(String, u64, u64), usize> = HashMap::new();
         // The object is a file that holds its data: nothing to write.
@@ -49,7 +54,7 @@ impl SharedMemory {
         for (i, img) in images.iter().enumerate() {
             let host = img.identity().hostname.clone();
             for a in img.areas() {
-                if a.flags & area_flags::SHARED == 0 {
+                if a.flags & area_flags::SHARED == 0 || taken(i, a.start) {
                     continue;
                 }
                 let path = img.area_path(a);

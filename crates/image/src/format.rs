@@ -20,10 +20,11 @@ pub const MAGIC: [u8; 8] = *b"HIBERIMG";
 pub const FOOTER_MAGIC: [u8; 8] = *b"HIBEREND";
 /// The format version this code writes and the newest it reads.
 /// Version 2: the PROCESS section gained timers, parent, group and session.
-pub const FORMAT_VERSION: u32 = 2;
+/// Version 3: it gained System V IPC objects.
+pub const FORMAT_VERSION: u32 = 3;
 /// The oldest version this code reads: the metadata sections are postcard
 /// (schema-less), so an older PROCESS section does not decode as today's.
-pub const OLDEST_READ_VERSION: u32 = 2;
+pub const OLDEST_READ_VERSION: u32 = 3;
 /// `e_machine` of x86-64 in ELF, reused so the value needs no new registry.
 pub const EM_X86_64: u32 = 62;
 /// Page size the image's page-aligned offsets and chunk lengths refer to.

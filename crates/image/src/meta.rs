@@ -91,6 +91,50 @@ pub struct ProcessMeta {
     /// recreated as zombies, so the program still reaps them.
     #[serde(default)]
     pub zombies: Vec<(u32, i32)>,
+    /// System V IPC objects the process created, looked up or attached
+    /// (every process of the computation that used one saves it; a restart
+    /// recreates each id once).
+    #[serde(default)]
+    pub sysv: Vec<SysvObject>,
+}
+
+/// One System V IPC object (`shmctl`/`semctl`/`msgctl` `IPC_STAT`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SysvObject {
+    /// The id the program holds.
+    pub id: i32,
+    /// `IPC_PRIVATE` (0) for a private object or a segment marked for
+    /// removal.
+    pub key: i32,
+    /// Permission bits (`ipc_perm.mode & 0o777`).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub kind: SysvKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SysvKind {
+    Shm {
+        /// `shm_segsz` as created.
+        size: u64,
+        /// `IPC_RMID` was called while still attached (`SHM_DEST`).
+        removed: bool,
+        /// The contents, when this process did not have the segment
+        /// attached (an attaching process's memory image has them).
+        contents: Option<Vec<u8>>,
+    },
+    Sem {
+        /// `GETALL`.
+        values: Vec<u16>,
+    },
+    Msg {
+        /// `msg_qbytes`.
+        qbytes: u64,
+        /// The queue's messages in order (type, text), read with
+        /// `MSG_COPY` (nothing consumed).
+        messages: Vec<(i64, Vec<u8>)>,
+    },
 }
 
 /// One armed interval timer (`getitimer`); times in microseconds.
@@ -298,6 +342,22 @@ pub enum FdKind {
         rcvbuf: i32,
         passcred: bool,
     },
+    /// A POSIX message queue (`mq_open`).
+    Mqueue {
+        /// The queue's name (`/name`), as `mq_open` takes it.
+        name: String,
+        flags: i32,
+        /// Permission bits.
+        mode: u32,
+        /// `mq_maxmsg`, `mq_msgsize`.
+        maxmsg: i64,
+        msgsize: i64,
+        /// The queue's messages in the order they come out (priority,
+        /// text); every process that has it open saves the same list.
+        messages: Vec<(u32, Vec<u8>)>,
+        /// The name was unlinked.
+        unlinked: bool,
+    },
 }
 
 /// One registration of an epoll instance's interest list.
@@ -361,6 +421,7 @@ impl FdKind {
             FdKind::Inotify { .. } => "inotify",
             FdKind::UnixSocket { .. } => "unix",
             FdKind::UnixListener { .. } => "listen",
+            FdKind::Mqueue { .. } => "mqueue",
         }
     }
 }

@@ -256,6 +256,12 @@ fn fd_description(kind: &FdKind) -> String {
              flags=0{flags:o}, {pending} connections waiting",
             String::from_utf8_lossy(name)
         ),
+        FdKind::Mqueue {
+            name,
+            flags,
+            messages,
+            ..
+        } => format!("mqueue {name} flags=0{flags:o} messages={}", messages.len()),
     }
 }
 

@@ -537,14 +537,14 @@ fn set_header(bytes: &mut [u8], edit: impl FnOnce(&mut Header)) {
 #[test]
 fn refuses_newer_version_and_foreign_arch() {
     let mut bytes = image_bytes();
-    set_header(&mut bytes, |h| h.format_version = 3);
+    set_header(&mut bytes, |h| h.format_version = 4);
     let err = open_bytes(&bytes).unwrap_err();
     assert!(
         matches!(
             err,
             ImageError::UnsupportedVersion {
-                found: 3,
-                supported: 2,
+                found: 4,
+                supported: 3,
                 ..
             }
         ),
@@ -552,18 +552,18 @@ fn refuses_newer_version_and_foreign_arch() {
     );
     assert!(
         err.to_string()
-            .contains("format version 3 is newer than this hiber supports (2)"),
+            .contains("format version 4 is newer than this hiber supports (3)"),
         "{err}"
     );
     let mut bytes = image_bytes();
-    set_header(&mut bytes, |h| h.format_version = 1);
+    set_header(&mut bytes, |h| h.format_version = 2);
     let err = open_bytes(&bytes).unwrap_err();
     assert!(
         matches!(
             err,
             ImageError::OldVersion {
-                found: 1,
-                oldest: 2,
+                found: 2,
+                oldest: 3,
                 ..
             }
         ),

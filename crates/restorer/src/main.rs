@@ -589,6 +589,23 @@ fn check_special_layout(hdr: &PlanHeader) {
 }
 
 fn map_area(a: &PlanArea, sources: &[PlanSource]) {
+    if a.flags & AREA_SYSV != 0 {
+        // shmat maps the whole segment from offset 0; `hiber restart` only
+        // plans this for an area that is exactly that.
+        let mut flags = 0;
+        if a.prot & PROT_WRITE == 0 {
+            flags |= SHM_RDONLY;
+        }
+        if a.prot & PROT_EXEC != 0 {
+            flags |= SHM_EXEC;
+        }
+        // SAFETY: without SHM_REMAP the kernel refuses a range in use.
+        match unsafe { hiber_sys::shmat(a.shared_fd, a.start, flags) } {
+            Ok(p) if p as u64 == a.start => return,
+            Ok(p) => die("System V segment attached at the wrong address", p as u64),
+            Err(e) => die("cannot attach a System V segment", e.into_raw() as u64),
+        }
+    }
     if a.flags & AREA_SHARED != 0 {
         // SAFETY: NOREPLACE makes the kernel refuse instead of overwriting.
         match unsafe {

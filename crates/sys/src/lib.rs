@@ -28,6 +28,8 @@ pub mod consts {
     pub const MAP_GROWSDOWN: u32 = 0x100;
     pub const MAP_NORESERVE: u32 = 0x4000;
     pub const MAP_FIXED_NOREPLACE: u32 = 0x10_0000;
+    pub const SHM_RDONLY: u32 = 0o10000;
+    pub const SHM_EXEC: u32 = 0o100000;
     pub const MREMAP_MAYMOVE: u32 = 1;
     pub const MREMAP_FIXED: u32 = 2;
     pub const O_RDONLY: u32 = 0;
@@ -186,6 +188,15 @@ pub fn tgkill(tgid: u32, tid: u32, sig: u32) -> SysResult {
 /// caller must own.
 pub unsafe fn mmap(addr: u64, len: u64, prot: u32, flags: u32, fd: i32, off: u64) -> SysResult {
     sys!(mmap, addr, len, prot, flags, fd, off)
+}
+
+/// Attaches System V shared memory segment `shmid` at `addr` (`shmat`);
+/// without `SHM_REMAP` the kernel refuses a range that is in use.
+///
+/// # Safety
+/// Maps memory at `addr`, which the caller must own.
+pub unsafe fn shmat(shmid: i32, addr: u64, flags: u32) -> SysResult {
+    sys!(shmat, shmid, addr, flags)
 }
 
 /// # Safety

@@ -24,6 +24,10 @@ pub const AREA_NORESERVE: u32 = 1;
 /// shared memory object `hiber restart` recreated, or the file itself); the
 /// area has no sources.
 pub const AREA_SHARED: u32 = 2;
+/// Area flag: attach System V shared memory segment `shared_fd` (here a
+/// shmid, not a descriptor) at the area's start with `shmat`; the area
+/// covers the whole segment and has no sources.
+pub const AREA_SYSV: u32 = 4;
 
 /// Fill a source by `pread` into anonymous memory.
 pub const SOURCE_READ: u32 = 0;

@@ -20,6 +20,7 @@ mod epoll;
 mod eventfd;
 mod file;
 pub mod inotify;
+mod mqueue;
 mod pipe;
 mod signalfd;
 mod socket;
@@ -200,6 +201,9 @@ fn save_one(fd: i32) -> Option<FdMeta> {
         // for FIFOs, devices and sockets as for files.
         Some(t) if flags & libc::O_PATH != 0 && !t.is_dir() && link.starts_with('/') => {
             file::save(fd, &link, flags, meta.as_ref()?)
+        }
+        Some(t) if t.is_file() && mqueue::is_mqueue(fd) => {
+            mqueue::save(fd, &link, flags, meta.as_ref().map_or(0o600, |m| m.mode()))
         }
         Some(t) if t.is_file() => file::save(fd, &link, flags, meta.as_ref()?),
         Some(t) if t.is_dir() => FdKind::Directory {
@@ -442,6 +446,7 @@ pub fn restore(
             }
             FdKind::File { .. } | FdKind::Directory { .. } => file::restore(m, &mut warnings),
             FdKind::Terminal { path, flags } => file::reopen(path, *flags),
+            FdKind::Mqueue { .. } => mqueue::restore(m),
             FdKind::Pipe {
                 inode, path, flags, ..
             } if internal(&m.kind) => match pipe::inherited(*inode, path, &pipes) {
@@ -568,6 +573,7 @@ fn describe(k: &FdKind) -> String {
         FdKind::SignalFd { .. } => "anon_inode:[signalfd]".into(),
         FdKind::Epoll { .. } => "anon_inode:[eventpoll]".into(),
         FdKind::Inotify { .. } => "anon_inode:inotify".into(),
+        FdKind::Mqueue { name, .. } => format!("message queue {name}"),
         FdKind::File { path, .. }
         | FdKind::Directory { path, .. }
         | FdKind::Terminal { path, .. } => path.clone(),

@@ -6,4 +6,5 @@ pub mod fs;
 pub mod limits;
 pub mod mm;
 pub mod signals;
+pub mod sysvipc;
 pub mod timers;

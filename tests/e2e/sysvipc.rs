@@ -1,0 +1,166 @@
+//! System V IPC: shared memory (re-attached at the same addresses, with
+//! its contents and a pending IPC_RMID), semaphores (values) and message
+//! queues (messages) across kill/restart cycles, with the ids and keys
+//! the program saw; POSIX message queues with their messages (issue
+//! "Sockets, terminals, event fds and IPC").
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use std::process::Command;
+use std::time::Duration;
+
+use hiber_e2e::Env;
+
+/// The keys one run of `sysvipc` uses (KEY, KEY+1, KEY+2), per test
+/// process so that concurrent runs do not meet. Removes, when dropped and
+/// when asked, the objects of this namespace with those keys: the SIGKILLed
+/// run leaves its objects behind (they outlive their processes), and so
+/// does a run that failed midway. Only our keys: never anyone else's.
+struct Keys(i32);
+
+impl Keys {
+    fn new() -> Keys {
+        Keys(0x4b10_0000 + (std::process::id() as i32 & 0xffff) * 4)
+    }
+
+    fn remove_leftovers(&self) {
+        // SAFETY: lookups by key, and IPC_RMID of what they found.
+        unsafe {
+            let id = libc::shmget(self.0, 0, 0);
+            if id >= 0 {
+                libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut());
+            }
+            let id = libc::semget(self.0 + 1, 0, 0);
+            if id >= 0 {
+                libc::semctl(id, 0, libc::IPC_RMID);
+            }
+            let id = libc::msgget(self.0 + 2, 0);
+            if id >= 0 {
+                libc::msgctl(id, libc::IPC_RMID, std::ptr::null_mut());
+            }
+        }
+    }
+}
+
+impl Drop for Keys {
+    fn drop(&mut self) {
+        self.remove_leftovers();
+    }
+}
+
+/// A parent and its child take turns with a semaphore set, both write a
+/// keyed segment (counter, log) and a private one removed while attached,
+/// and pass numbered messages through a queue that always holds some. Two
+/// launch → checkpoint → SIGKILL all → restart cycles give the outputs of
+/// an uninterrupted run: every turn sees the other's writes, the keys still
+/// name the same ids, the queue holds the same messages.
+#[test]
+fn sysv_shm_semaphores_and_queues() {
+    let env = Env::new("sysvipc");
+    let prog = env.compile("sysvipc", &[]);
+    let keys = Keys::new();
+    keys.remove_leftovers();
+    let key = format!("{:#x}", keys.0);
+    let args = [key.as_str(), "40", "40"];
+    let refdir = env.dir.join("ref");
+    std::fs::create_dir_all(&refdir).unwrap();
+    let reference = hiber_e2e::output(Command::new(&prog).args(args).current_dir(&refdir)).unwrap();
+    assert!(
+        reference.status.success(),
+        "reference run failed: {reference:?}"
+    );
+    keys.remove_leftovers();
+
+    let t = Duration::from_secs(90);
+    let mut c = env.launch(&[], &prog, &args, "run0.out");
+    env.wait_lines("c.out", 10, t);
+    let images = env.checkpoint(&[]);
+    assert_eq!(images.len(), 2, "one image per process: {images:?}");
+    env.wait_lines("c.out", env.read("c.out").lines().count() + 2, t);
+    env.kill_all(&mut [&mut c]);
+    keys.remove_leftovers();
+
+    let mut r = env.restart(&images, "run1.out");
+    env.wait_lines("c.out", 22, t);
+    let images = env.checkpoint(&[]);
+    assert_eq!(images.len(), 2, "one image per process: {images:?}");
+    env.wait_lines("c.out", env.read("c.out").lines().count() + 2, t);
+    env.kill_all(&mut [&mut r]);
+    keys.remove_leftovers();
+
+    let mut r = env.restart(&images, "run2.out");
+    let st = env.wait(&mut r, t);
+    assert!(st.success(), "restarted run failed: {st:?}");
+    assert!(
+        env.read("run2.out").contains("done"),
+        "{}",
+        env.read("run2.out")
+    );
+    for f in ["p.out", "c.out"] {
+        let want = std::fs::read_to_string(refdir.join(f)).unwrap();
+        assert_eq!(env.read(f), want, "{f} differs from an uninterrupted run");
+    }
+}
+
+/// The POSIX queues one run of `mqueue` uses; unlinked when dropped (only
+/// ours: the names carry this test process's pid).
+struct Queues(String);
+
+impl Drop for Queues {
+    fn drop(&mut self) {
+        for q in ["d", "g", "a"] {
+            let name = std::ffi::CString::new(format!("/hiber-test-mq-{}-{q}", self.0)).unwrap();
+            // SAFETY: NUL-terminated name.
+            unsafe { libc::mq_unlink(name.as_ptr()) };
+        }
+    }
+}
+
+/// POSIX message queues: a data queue holding messages of several
+/// priorities at every checkpoint, and two queues the processes wait on.
+/// The queues of the SIGKILLed run stay behind and move on (they are not
+/// removed here): a restart puts each back as it was at the checkpoint.
+/// Two cycles give the outputs of an uninterrupted run.
+#[test]
+fn posix_message_queues() {
+    let env = Env::new("mqueue");
+    let prog = env.compile("mqueue", &[]);
+    let tag = format!("{}", std::process::id());
+    let _queues = Queues(tag.clone());
+    let args = [tag.as_str(), "40", "40"];
+    let refdir = env.dir.join("ref");
+    std::fs::create_dir_all(&refdir).unwrap();
+    let reference = hiber_e2e::output(Command::new(&prog).args(args).current_dir(&refdir)).unwrap();
+    assert!(
+        reference.status.success(),
+        "reference run failed: {reference:?}"
+    );
+
+    let t = Duration::from_secs(90);
+    let mut c = env.launch(&[], &prog, &args, "run0.out");
+    env.wait_lines("c.out", 10, t);
+    let images = env.checkpoint(&[]);
+    assert_eq!(images.len(), 2, "one image per process: {images:?}");
+    env.wait_lines("c.out", env.read("c.out").lines().count() + 2, t);
+    env.kill_all(&mut [&mut c]);
+
+    let mut r = env.restart(&images, "run1.out");
+    env.wait_lines("c.out", 22, t);
+    let images = env.checkpoint(&[]);
+    assert_eq!(images.len(), 2, "one image per process: {images:?}");
+    env.wait_lines("c.out", env.read("c.out").lines().count() + 2, t);
+    env.kill_all(&mut [&mut r]);
+
+    let mut r = env.restart(&images, "run2.out");
+    let st = env.wait(&mut r, t);
+    assert!(st.success(), "restarted run failed: {st:?}");
+    assert!(
+        env.read("run2.out").contains("done"),
+        "{}",
+        env.read("run2.out")
+    );
+    for f in ["p.out", "c.out"] {
+        let want = std::fs::read_to_string(refdir.join(f)).unwrap();
+        assert_eq!(env.read(f), want, "{f} differs from an uninterrupted run");
+    }
+}
