@@ -313,17 +313,8 @@ fn pair(sock_type: i32) -> anyhow::Result<(OwnedFd, OwnedFd)> {
 }
 
 fn set_int(fd: RawFd, opt: i32, v: i32) {
-    // SAFETY: setsockopt reads one int from `v` (a refusal, e.g. a size
-    // above the system's maximum, keeps the default).
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            opt,
-            (&raw const v).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
+    // A refusal keeps the default (e.g. a size above the system's maximum).
+    let _ = hiber_sys::set_socket_int(fd, opt, v);
 }
 
 /// `SO_SNDBUF`/`SO_RCVBUF` before the refill, so what was in flight fits

@@ -145,6 +145,22 @@ pub fn read_own_memory(addr: u64, out: &mut [u8]) -> SysResult {
     )
 }
 
+/// Sets an integer `SOL_SOCKET` option; `true` if the kernel took it (the
+/// caller decides whether a refusal matters, e.g. a buffer size above the
+/// system's maximum keeps the default).
+pub fn set_socket_int(fd: i32, opt: i32, v: i32) -> bool {
+    let v = v as core::ffi::c_int;
+    sys!(
+        setsockopt,
+        fd,
+        1, // SOL_SOCKET
+        opt,
+        &raw const v,
+        core::mem::size_of::<core::ffi::c_int>()
+    )
+    .is_ok()
+}
+
 /// `pipe2(fds, flags)`.
 pub fn pipe2(fds: &mut [i32; 2], flags: u32) -> SysResult {
     sys!(pipe2, fds.as_mut_ptr(), flags)

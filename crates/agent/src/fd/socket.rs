@@ -235,19 +235,9 @@ fn get_int(fd: i32, opt: i32) -> Option<i32> {
     (r == 0).then_some(v)
 }
 
-/// Sets an integer socket option (best effort: the caller decides whether
-/// a refusal matters).
+/// Sets an integer socket option (see [`hiber_sys::set_socket_int`]).
 pub fn set_int(fd: i32, opt: i32, v: i32) -> bool {
-    // SAFETY: setsockopt reads one int from `v`.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            opt,
-            (&raw const v).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        ) == 0
-    }
+    hiber_sys::set_socket_int(fd, opt, v)
 }
 
 /// Records a socket: a connected UNIX socket whose peer `sock_diag` names
