@@ -220,8 +220,9 @@ pub fn hang_up_api_fds() {
     for s in &API_FDS {
         let fd = s.load(Acquire);
         if fd >= 0 {
-            // SAFETY: opening /dev/null and putting it at a number no
+            // Opening /dev/null and putting it at a number no
             // restored descriptor uses (API fds were never saved).
+            // SAFETY: see just above.
             unsafe {
                 let n = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
                 if n >= 0 && n != fd {
@@ -432,8 +433,7 @@ fn copy_out(s: &str, buf: *mut c_char, len: usize) -> c_int {
     if s.len() + 1 > len {
         return HIBER_ERANGE;
     }
-    // SAFETY: the caller gives `len` writable bytes at `buf`; we write
-    // s.len() + 1 <= len of them.
+    // SAFETY: the caller gives `len` writable bytes at `buf`; we write s.len() + 1 <= len of them.
     unsafe {
         std::ptr::copy_nonoverlapping(s.as_ptr(), buf.cast::<u8>(), s.len());
         *buf.add(s.len()) = 0;

@@ -131,9 +131,10 @@ fn adopt(a: &config::Adopt) -> Option<Connection> {
     }
     // Back to close-on-exec: the program must not see it.
     let _ = hiber_sys::fcntl(a.fd, libc::F_SETFD as u32, libc::FD_CLOEXEC as u64);
-    // SAFETY: the descriptor was our agent's coordinator socket before the
+    // The descriptor was our agent's coordinator socket before the
     // exec, handed over through HIBER_CONN; nothing else in this new image
     // knows it.
+    // SAFETY: see just above.
     Some(unsafe { Connection::from_raw_fd(a.fd, &config::get().coord) })
 }
 
@@ -396,8 +397,9 @@ pub fn fork_child(st: ForkState) {
     let pid = std::process::id();
     let parent = st.parent;
     if let Some((fd, id)) = st.spare {
-        // SAFETY: the spare's descriptor, which the parent gave up for us
+        // The spare's descriptor, which the parent gave up for us
         // (`fork_prepare`); only this connection owns it now.
+        // SAFETY: see just above.
         let conn = unsafe { Connection::from_raw_fd(fd, &parent.coord) };
         set_shared(|s| {
             *s = Shared {
@@ -512,8 +514,9 @@ fn spawn_thread(link: Link) -> Result<(), String> {
     ) -> libc::c_int;
     let create = crate::next::real!("pthread_create", PthreadCreateFn);
     let arg = Box::into_raw(Box::new(link)).cast::<libc::c_void>();
-    // SAFETY: attribute object initialised before use and destroyed after;
+    // Attribute object initialised before use and destroyed after;
     // `thread_main` takes ownership of `arg` only if the thread was created.
+    // SAFETY: see just above.
     unsafe {
         let mut attr: libc::pthread_attr_t = std::mem::zeroed();
         libc::pthread_attr_init(&mut attr);
@@ -536,8 +539,9 @@ fn spawn_thread(link: Link) -> Result<(), String> {
 /// The checkpoint thread's start routine; `arg` is a boxed [`Link`] that
 /// it owns from now on.
 pub extern "C" fn thread_main(arg: *mut libc::c_void) -> *mut libc::c_void {
-    // SAFETY: `arg` is the box leaked for this thread (`spawn_thread`,
+    // `arg` is the box leaked for this thread (`spawn_thread`,
     // `dormant::start`), taken back exactly once, here.
+    // SAFETY: see just above.
     let link = unsafe { Box::from_raw(arg.cast::<Link>()) };
     hiber_sys::set_thread_name(b"hiber-ckpt\0");
     thread_setup();
@@ -1071,11 +1075,12 @@ fn write_image(
         }
         bufs.slices.clear();
         for &(a, b) in &bufs.runs {
-            // SAFETY: the run lies in a readable mapping of this process
-            // that stays mapped while we write (program threads are parked
-            // and the agent frees nothing large until the image is done).
-            bufs.slices
-                .push(unsafe { std::slice::from_raw_parts(a as *const u8, (b - a) as usize) });
+            // The run lies in a readable mapping of this process that stays
+            // mapped while we write (program threads are parked and the
+            // agent frees nothing large until the image is done).
+            // SAFETY: see just above.
+            let run = unsafe { std::slice::from_raw_parts(a as *const u8, (b - a) as usize) };
+            bufs.slices.push(run);
         }
         let desc = AreaDesc {
             start: m.start,
@@ -1165,8 +1170,9 @@ fn select_pages(m: &maps::Mapping, scanner: &mut pages::Scanner, bufs: &mut Buff
         None => scanner.present(m.start, m.end, &mut bufs.ranges),
     }
     for &(a, b) in &bufs.ranges {
-        // SAFETY: `a..b` is inside a readable mapping and backed by data
+        // `a..b` is inside a readable mapping and backed by data
         // (present pages, or file pages before EOF).
+        // SAFETY: see just above.
         unsafe { pages::nonzero_runs(a, b, &mut bufs.runs) };
     }
 }

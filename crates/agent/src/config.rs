@@ -147,16 +147,18 @@ pub fn init() {
 /// `HIBER_CONN` is meant for this image only: the program and its children
 /// must not see it (a child would take a descriptor number for our socket).
 fn remove_conn_var() {
-    // SAFETY: in the library's constructor, before any thread of ours
+    // In the library's constructor, before any thread of ours
     // exists and before the program's main.
+    // SAFETY: see just above.
     unsafe { std::env::remove_var(CONN_VAR) };
 }
 
 /// The value of `name` in the environment, without allocating.
 fn getenv(name: &std::ffi::CStr) -> Option<&'static [u8]> {
-    // SAFETY: a NUL-terminated name; the constructor runs before the
+    // A NUL-terminated name; the constructor runs before the
     // program can change the environment, and the bytes are only read
     // right away.
+    // SAFETY: see just above.
     let p = unsafe { libc::getenv(name.as_ptr()) };
     // SAFETY: getenv returns null or a NUL-terminated string.
     (!p.is_null()).then(|| unsafe { std::ffi::CStr::from_ptr(p) }.to_bytes())
@@ -168,8 +170,9 @@ fn ours_in_environ() -> Vec<(String, String)> {
         static environ: *const *const libc::c_char;
     }
     let mut out = Vec::new();
-    // SAFETY: `environ` is a null-terminated array of NUL-terminated
+    // `environ` is a null-terminated array of NUL-terminated
     // strings, not changed while the constructor runs.
+    // SAFETY: see just above.
     unsafe {
         let mut p = environ;
         while !p.is_null() && !(*p).is_null() {

@@ -77,12 +77,10 @@ pub unsafe fn prepare(envp: *const *const c_char, target: Target) -> Prepared {
     }
     let s = crate::checkpoint::shared();
     let fd = crate::checkpoint::COORD_FD.load(Relaxed);
-    // SAFETY: caller's contract.
-    let hand_over = fd >= 0
-        && !s.standalone
-        && !s.coord.is_empty()
-        && crate::gate::is_owner()
-        && unsafe { loads_agent(&target) };
+    let hand_over = fd >= 0 && !s.standalone && !s.coord.is_empty() && crate::gate::is_owner() && {
+        // SAFETY: caller's contract.
+        unsafe { loads_agent(&target) }
+    };
     let conn = hand_over.then(|| {
         Adopt {
             pid: hiber_sys::getpid(),

@@ -65,9 +65,10 @@ extern "C" fn hiber_init(_argc: c_int, _argv: *const *const c_char, _envp: *cons
         return;
     }
     install_panic_hook();
-    // SAFETY: called once, before the agent's threads exist; it registers
+    // Called once, before the agent's threads exist; it registers
     // pthread_atfork handlers that hold dlmalloc's lock across `fork`, so a
     // fork child never inherits it locked by the checkpoint thread.
+    // SAFETY: see just above.
     unsafe { dlmalloc::enable_alloc_after_fork() };
     events::load_plugins();
     match checkpoint::start() {

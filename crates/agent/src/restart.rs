@@ -47,8 +47,9 @@ pub extern "C" fn checkpoint_thread_start(_arg: u64) -> ! {
 
 fn args() -> RestartArgs {
     let len = restore::ARGS_LEN.load(Relaxed);
-    // SAFETY: ARGS was filled by the restart entry before this thread was
+    // ARGS was filled by the restart entry before this thread was
     // created and is not written again.
+    // SAFETY: see just above.
     let bytes = unsafe { &(&*std::ptr::addr_of!(restore::ARGS))[..len] };
     postcard::from_bytes(bytes).unwrap_or_default()
 }

@@ -320,8 +320,7 @@ pub unsafe extern "C" fn execve(
     let _pass = crate::gate::Pass::enter();
     // SAFETY: `path` and `envp` as the caller passed them.
     let prep = unsafe { crate::exec::prepare(envp, crate::exec::Target::Path(path)) };
-    // SAFETY: forwarded arguments (or the same environment with the
-    // agent's variables added).
+    // SAFETY: forwarded arguments (or the same environment with the agent's variables added).
     let r = unsafe { f(path, argv, prep.envp(envp)) };
     prep.failed();
     r
@@ -336,8 +335,7 @@ pub unsafe extern "C" fn execv(
 ) -> c_int {
     let f = real!("execve", ExecveFn);
     let _pass = crate::gate::Pass::enter();
-    // SAFETY: `path` as the caller passed it; `environ` is the process's
-    // environment.
+    // SAFETY: `path` as the caller passed it; `environ` is the process's environment.
     let prep = unsafe { crate::exec::prepare(environ, crate::exec::Target::Path(path)) };
     // SAFETY: forwarded arguments, with the (amended) environment.
     let r = unsafe { f(path, argv, prep.envp(environ)) };
@@ -354,8 +352,7 @@ pub unsafe extern "C" fn execvp(
 ) -> c_int {
     let f = real!("execvpe", ExecveFn);
     let _pass = crate::gate::Pass::enter();
-    // SAFETY: `file` as the caller passed it; `environ` is the process's
-    // environment.
+    // SAFETY: `file` as the caller passed it; `environ` is the process's environment.
     let prep = unsafe { crate::exec::prepare(environ, crate::exec::Target::Search(file)) };
     // SAFETY: forwarded arguments, with the (amended) environment.
     let r = unsafe { f(file, argv, prep.envp(environ)) };

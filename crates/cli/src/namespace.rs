@@ -90,8 +90,9 @@ pub fn spawn_with_pid(restorer: &Path, l: &Launch) -> anyhow::Result<Option<i32>
     let argv = [exe.as_ptr(), plan.as_ptr(), std::ptr::null()];
     let tid: libc::pid_t = l.pid;
     let mut args = CloneArgs::process_with_pid(&tid);
-    // SAFETY: clone3 without CLONE_VM is a fork; the child only makes
+    // Clone3 without CLONE_VM is a fork; the child only makes
     // async-signal-safe calls on data prepared above, then execs.
+    // SAFETY: see just above.
     let pid = unsafe {
         libc::syscall(
             libc::SYS_clone3,
@@ -157,8 +158,9 @@ pub fn restart_in_namespace(
     let proc_dir = CString::new("/proc")?;
     let root = CString::new("/")?;
 
-    // SAFETY: fork; the child only makes async-signal-safe calls on the
+    // Fork; the child only makes async-signal-safe calls on the
     // data prepared above and never returns.
+    // SAFETY: see just above.
     let child = unsafe { libc::fork() };
     if child < 0 {
         return Err(std::io::Error::last_os_error()).context("fork");

@@ -177,8 +177,9 @@ fn fifo(path: &str) -> anyhow::Result<(OwnedFd, OwnedFd)> {
 /// Gives the pipe its capacity back and writes what was in flight.
 fn refill(write: &OwnedFd, capacity: u32, data: &[u8]) -> anyhow::Result<()> {
     let fd = write.as_raw_fd();
-    // SAFETY: fcntl on our own descriptor (a capacity above the user's
+    // Fcntl on our own descriptor (a capacity above the user's
     // limit is refused, and the default is kept).
+    // SAFETY: see just above.
     unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, capacity as libc::c_int) };
     // SAFETY: flag changes on our own descriptor.
     let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
@@ -187,8 +188,9 @@ fn refill(write: &OwnedFd, capacity: u32, data: &[u8]) -> anyhow::Result<()> {
     let mut rest = data;
     let mut result = Ok(());
     while !rest.is_empty() {
-        // SAFETY: writing from a live buffer of the given length (never
+        // Writing from a live buffer of the given length (never
         // blocks: the descriptor is non-blocking).
+        // SAFETY: see just above.
         let n = unsafe { libc::write(fd, rest.as_ptr().cast(), rest.len()) };
         if n < 0 {
             let e = std::io::Error::last_os_error();

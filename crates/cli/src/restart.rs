@@ -331,8 +331,9 @@ pub fn run(args: RestartArgs) -> anyhow::Result<ExitCode> {
         let mut cmd = Command::new(&restorer);
         cmd.arg(l.plan_fd.to_string());
         let keep = l.keep.clone();
-        // SAFETY: the closure only calls fcntl (async-signal-safe) between
+        // The closure only calls fcntl (async-signal-safe) between
         // fork and exec, to let the restorer inherit its descriptors.
+        // SAFETY: see just above.
         unsafe {
             cmd.pre_exec(move || {
                 for &fd in &keep {

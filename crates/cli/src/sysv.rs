@@ -294,8 +294,9 @@ fn set_owner(kind: &str, id: i32, o: &SysvObject) {
     if o.uid == uid && o.gid == gid {
         return;
     }
-    // SAFETY: each block zeroes a plain-data struct, fills it with IPC_STAT
+    // Each block zeroes a plain-data struct, fills it with IPC_STAT
     // and hands it back with IPC_SET.
+    // SAFETY: see just above.
     let rc = unsafe {
         match kind {
             "shm" => {

@@ -873,9 +873,10 @@ impl Coordinator {
             // pid 0/1 or our own pid would hit a process group, init or us.
             let pid = libc::pid_t::try_from(p.real_pid).unwrap_or(0);
             if c.local && pid > 1 && pid != me {
-                // SAFETY: kill takes plain integers; `pid` is a positive pid of
+                // Kill takes plain integers; `pid` is a positive pid of
                 // a process whose connection is still open, so it is alive and
                 // its pid has not been reused.
+                // SAFETY: see just above.
                 if unsafe { libc::kill(pid, libc::SIGKILL) } == 0 {
                     killed += 1;
                 } else {

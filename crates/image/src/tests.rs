@@ -964,9 +964,10 @@ fn changing_memory_does_not_corrupt_its_neighbours() {
     let half = words / 2;
     let expected: Vec<u8> = mem.as_bytes()[half * 8..].to_vec();
     let stop = AtomicBool::new(false);
-    // SAFETY: the first half is only accessed through atomics while the
+    // The first half is only accessed through atomics while the
     // mutator runs (the writer reads it too: that read races by design, as
     // the agent's reads of its own heap do).
+    // SAFETY: see just above.
     let atomics = unsafe { std::slice::from_raw_parts(mem.as_ptr().cast::<AtomicU64>(), half) };
     let tmp = Tmp::new("moving");
     std::thread::scope(|s| {
@@ -997,9 +998,9 @@ fn changing_memory_does_not_corrupt_its_neighbours() {
         let mut scratch = Scratch::new(&opts).unwrap();
         for _ in 0..100 {
             let mut w = Writer::new(tmp.create(), &identity(), &opts, &mut scratch).unwrap();
+            let mem_start = mem.as_ptr().cast::<u8>();
             // SAFETY: `mem` outlives the writer; see above for the race.
-            let run =
-                unsafe { std::slice::from_raw_parts(mem.as_ptr().cast::<u8>(), PAGES * 4096) };
+            let run = unsafe { std::slice::from_raw_parts(mem_start, PAGES * 4096) };
             let area = AreaDesc {
                 start: base,
                 end: base + (PAGES * 4096) as u64,

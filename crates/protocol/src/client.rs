@@ -71,10 +71,11 @@ impl Stream {
 
     fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
         // A borrowed view: SO_RCVTIMEO is the same option for both kinds.
-        // SAFETY: the descriptor stays owned by `self`; ManuallyDrop keeps
-        // the temporary from closing it.
-        let view =
-            std::mem::ManuallyDrop::new(unsafe { UnixStream::from_raw_fd(self.as_raw_fd()) });
+        // The descriptor stays owned by `self`; ManuallyDrop keeps the
+        // temporary from closing it.
+        // SAFETY: see just above.
+        let stream = unsafe { UnixStream::from_raw_fd(self.as_raw_fd()) };
+        let view = std::mem::ManuallyDrop::new(stream);
         view.set_read_timeout(t)
     }
 
@@ -102,8 +103,9 @@ impl Read for Stream {
 impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         loop {
-            // SAFETY: sending `buf` on our socket; MSG_NOSIGNAL: a closed
+            // Sending `buf` on our socket; MSG_NOSIGNAL: a closed
             // peer is an error, not a SIGPIPE for the program.
+            // SAFETY: see just above.
             let n = unsafe {
                 libc::send(
                     self.as_raw_fd(),
@@ -286,9 +288,9 @@ impl Connection {
                 std::thread::sleep(Duration::from_millis(1));
                 continue;
             }
+            let dst = buf.as_mut_ptr().cast();
             // SAFETY: reading exactly one frame into our own buffer.
-            let got =
-                unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), 4 + len, libc::MSG_WAITALL) };
+            let got = unsafe { libc::recv(fd, dst, 4 + len, libc::MSG_WAITALL) };
             if got != (4 + len) as isize {
                 let e = io::Error::new(io::ErrorKind::UnexpectedEof, "short read of a frame");
                 return Err(self.frame_err(e.into()));
@@ -352,8 +354,9 @@ impl Connection {
         if high < 0 {
             return Err(io::Error::last_os_error());
         }
-        // SAFETY: `high` is a fresh descriptor we exclusively own; the old
+        // `high` is a fresh descriptor we exclusively own; the old
         // stream (and its descriptor) is dropped by the assignment.
+        // SAFETY: see just above.
         self.stream = Stream(unsafe { OwnedFd::from_raw_fd(high) });
         Ok(())
     }

@@ -109,12 +109,14 @@ struct Ctx {
 /// Phase 1: runs at the address the kernel chose.
 extern "C" fn phase1(sp: *const u64) -> ! {
     let base = reloc::image_base();
-    // SAFETY: we are the only code running and nothing has read a GOT
+    // We are the only code running and nothing has read a GOT
     // entry or function pointer yet; `base` is our own load address.
+    // SAFETY: see just above.
     unsafe { reloc::relocate(base, base) };
 
-    // SAFETY: `sp` is the initial stack pointer the kernel gave `_start`:
+    // `sp` is the initial stack pointer the kernel gave `_start`:
     // argc followed by argc argv pointers.
+    // SAFETY: see just above.
     let (argc, argv1) = unsafe { (*sp, *sp.add(2)) };
     if argc < 2 {
         die(
@@ -166,8 +168,7 @@ extern "C" fn phase1(sp: *const u64) -> ! {
     }
     .unwrap_or_else(|e| die("cannot map the plan buffer", e.into_raw() as u64));
     read_exact(plan_fd, tmp as u64, hdr.total_len, 0);
-    // SAFETY: the plan buffer holds `total_len` bytes; `close_fds` checks
-    // the table's bounds.
+    // SAFETY: the plan buffer holds `total_len` bytes; `close_fds` checks the table's bounds.
     unsafe { close_fds(tmp as u64, &hdr) };
 
     // Our own mappings (after the plan buffer exists, so it is included).
@@ -180,8 +181,9 @@ extern "C" fn phase1(sp: *const u64) -> ! {
     let ctx_len = page_up(core::mem::size_of::<Ctx>() as u64);
     let hole_len = self_len + ctx_len + plan_len + spec_len + STACK_SIZE;
 
-    // SAFETY: the plan buffer holds `total_len` bytes read above and the
+    // The plan buffer holds `total_len` bytes read above and the
     // header's offsets are checked by `plan_areas`.
+    // SAFETY: see just above.
     let areas = unsafe { plan_areas(tmp as u64, &hdr) };
     let hole = find_hole(hole_len, areas);
     // SAFETY: NOREPLACE: the kernel refuses if anything is there.
@@ -200,8 +202,7 @@ extern "C" fn phase1(sp: *const u64) -> ! {
         die("kernel placed the hole elsewhere", got as u64);
     }
 
-    // SAFETY: both ranges are mapped and disjoint (the hole missed every
-    // current mapping).
+    // SAFETY: both ranges are mapped and disjoint (the hole missed every current mapping).
     unsafe {
         mem::copy(hole, self_start, self_end - self_start);
         // Re-apply our relocations for the copy: RELATIVE relocations are
@@ -225,8 +226,9 @@ extern "C" fn phase1(sp: *const u64) -> ! {
 
     let stack_top = hole + hole_len;
     let phase2_addr = phase2 as *const () as u64 - self_start + hole;
-    // SAFETY: switches to the new stack and calls phase 2 in the relocated
+    // Switches to the new stack and calls phase 2 in the relocated
     // copy; it never returns, so nothing of this frame is needed again.
+    // SAFETY: see just above.
     unsafe {
         asm!(
             "mov rsp, {sp}",
@@ -355,9 +357,9 @@ unsafe fn close_fds(plan: u64, hdr: &PlanHeader) {
     if !hdr.close_off.is_multiple_of(4) || end.is_none_or(|e| e > hdr.total_len) {
         die("restore plan's close list is out of bounds", hdr.close_off);
     }
+    let first = (plan + hdr.close_off) as *const i32;
     // SAFETY: in bounds and aligned, checked above.
-    let fds =
-        unsafe { core::slice::from_raw_parts((plan + hdr.close_off) as *const i32, n as usize) };
+    let fds = unsafe { core::slice::from_raw_parts(first, n as usize) };
     for &fd in fds {
         let _ = hiber_sys::close(fd);
     }
@@ -391,8 +393,9 @@ unsafe fn plan_areas(plan: u64, hdr: &PlanHeader) -> &'static [PlanArea] {
     if end.is_none_or(|e| e > hdr.total_len) || !hdr.areas_off.is_multiple_of(8) {
         die("restore plan: area table out of bounds", hdr.areas_off);
     }
-    // SAFETY: bounds and alignment checked above; the memory stays mapped
+    // Bounds and alignment checked above; the memory stays mapped
     // for as long as the restorer runs.
+    // SAFETY: see just above.
     unsafe {
         core::slice::from_raw_parts(
             (plan + hdr.areas_off) as *const PlanArea,
@@ -465,8 +468,9 @@ extern "C" fn phase2(ctx: *mut Ctx) -> ! {
     // 1. Drop everything we came with, but the kernel's special mappings.
     for m in maps::current() {
         if m.special == maps::Kind::Other {
-            // SAFETY: none of these ranges is used any more: we run from the
+            // None of these ranges is used any more: we run from the
             // hole, on the hole's stack, and read the plan from the hole.
+            // SAFETY: see just above.
             unsafe {
                 let _ = hiber_sys::munmap(m.start, m.end - m.start);
             }
@@ -509,8 +513,9 @@ extern "C" fn phase2(ctx: *mut Ctx) -> ! {
             continue;
         };
         let src = ctx.special_tmp + (m.start - spec_lo);
-        // SAFETY: the destination was recorded as the vDSO/vvar of the saved
+        // The destination was recorded as the vDSO/vvar of the saved
         // process and no saved area covers it.
+        // SAFETY: see just above.
         unsafe { hiber_sys::mremap(src, s.len, s.len, MREMAP_MAYMOVE | MREMAP_FIXED, s.addr) }
             .unwrap_or_else(|e| {
                 die(
@@ -527,8 +532,9 @@ extern "C" fn phase2(ctx: *mut Ctx) -> ! {
         // With CAP_CHECKPOINT_RESTORE (root, or the restart's own user
         // namespace) /proc/self/exe becomes the program again; without it
         // the call is refused and retried keeping it (-1).
-        // SAFETY: all addresses lie in areas mapped just above; `exe_fd` is
+        // All addresses lie in areas mapped just above; `exe_fd` is
         // the program's executable, opened by `hiber restart`.
+        // SAFETY: see just above.
         let mut r = unsafe { hiber_sys::prctl_set_mm_map(&mm) };
         if r.is_err() && mm.exe_fd != u32::MAX {
             mm.exe_fd = u32::MAX;
@@ -558,9 +564,10 @@ extern "C" fn phase2(ctx: *mut Ctx) -> ! {
         die("restore plan: argument block out of bounds", hdr.args_off);
     }
     let handoff = &ctx.handoff as *const Handoff as u64;
-    // SAFETY: `entry` is the agent's restart entry inside the memory just
+    // `entry` is the agent's restart entry inside the memory just
     // restored (recorded by the agent itself at checkpoint time); it takes
     // the handoff in rdi, keeps running on our stack and never returns.
+    // SAFETY: see just above.
     unsafe {
         asm!("xor ebp, ebp", "call {f}", "ud2", f = in(reg) hdr.entry, in("rdi") handoff, options(noreturn))
     }

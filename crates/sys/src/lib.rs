@@ -101,8 +101,9 @@ pub struct StackT {
 
 macro_rules! sys {
     ($nr:ident $(, $a:expr)*) => {
-        // SAFETY: the wrapper's contract (documented on each function) makes
+        // The wrapper's contract (documented on each function) makes
         // the arguments valid for this system call.
+        // SAFETY: see just above.
         unsafe { syscalls::syscall!(Sysno::$nr $(, $a)*) }
     };
 }

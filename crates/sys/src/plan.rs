@@ -130,8 +130,9 @@ impl PlanHeader {
 
 /// Views a `repr(C)` plain-old-data value as bytes (for writing a plan).
 pub fn as_bytes<T: Copy>(v: &T) -> &[u8] {
-    // SAFETY: only used with the `repr(C)` integer-only structs of this
+    // Only used with the `repr(C)` integer-only structs of this
     // module, which have no padding bytes left uninitialised in practice
     // (every padding field is explicit) and no invalid bit patterns.
+    // SAFETY: see just above.
     unsafe { core::slice::from_raw_parts((v as *const T).cast::<u8>(), core::mem::size_of::<T>()) }
 }

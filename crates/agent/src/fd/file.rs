@@ -102,8 +102,9 @@ pub fn restore(m: &FdMeta, warnings: &mut Vec<String>) -> Result<i32, String> {
             offset,
         } => {
             let fd = reopen(path, *flags)?;
-            // SAFETY: seeking our own descriptor (directory offsets are
+            // Seeking our own descriptor (directory offsets are
             // opaque cookies; restoring them resumes a readdir).
+            // SAFETY: see just above.
             unsafe { libc::lseek(fd, *offset as libc::off_t, libc::SEEK_SET) };
             Ok(fd)
         }

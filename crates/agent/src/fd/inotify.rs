@@ -187,9 +187,10 @@ pub fn restore(
         // The raw system call: `libc::inotify_add_watch` would bind to the
         // agent's own wrapper, whose wrapper lock is closed during a
         // restart.
-        // SAFETY: NUL-terminated path; the kernel only reads it.
-        let wd =
-            unsafe { libc::syscall(libc::SYS_inotify_add_watch, fd, c.as_ptr(), w.mask) } as i32;
+        let wd = {
+            // SAFETY: NUL-terminated path; the kernel only reads it.
+            unsafe { libc::syscall(libc::SYS_inotify_add_watch, fd, c.as_ptr(), w.mask) }
+        } as i32;
         if wd < 0 {
             warnings.push(format!(
                 "fd {fd_number} (inotify): watch {} on {}: {}; it is lost",

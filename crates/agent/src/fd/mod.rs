@@ -284,10 +284,10 @@ const F_SETOWN_EX: libc::c_int = 15;
 const F_GETOWN_EX: libc::c_int = 16;
 
 fn is_terminal(fd: i32, link: &str) -> bool {
-    // SAFETY: isatty only queries the descriptor.
-    link.starts_with("/dev/pts/")
-        || link.starts_with("/dev/tty")
-        || unsafe { libc::isatty(fd) } == 1
+    link.starts_with("/dev/pts/") || link.starts_with("/dev/tty") || {
+        // SAFETY: isatty only queries the descriptor.
+        unsafe { libc::isatty(fd) == 1 }
+    }
 }
 
 fn inode_of(link: &str) -> u64 {
@@ -319,8 +319,9 @@ pub fn restore(
                 if fd < 0 {
                     return -1; // no such end
                 }
-                // SAFETY: duplicating an inherited descriptor high up, then
+                // Duplicating an inherited descriptor high up, then
                 // closing the original number.
+                // SAFETY: see just above.
                 unsafe {
                     let h = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, PIPE_FD_BASE);
                     libc::close(fd);
@@ -413,8 +414,9 @@ pub fn restore(
         .collect();
     for fd in open_now {
         if !keep_inherited(fd) && !held.contains(&fd) {
-            // SAFETY: closing descriptors the restored program never had
+            // Closing descriptors the restored program never had
             // (or that are about to be recreated).
+            // SAFETY: see just above.
             unsafe { libc::close(fd) };
         }
     }
@@ -426,8 +428,9 @@ pub fn restore(
             continue;
         }
         if let Some(orig) = m.dup_of {
-            // SAFETY: duplicating a descriptor restored just before (lower
+            // Duplicating a descriptor restored just before (lower
             // numbers come first) onto this one's number.
+            // SAFETY: see just above.
             unsafe { libc::dup3(orig, m.fd, if m.cloexec { libc::O_CLOEXEC } else { 0 }) };
             if restored.contains(&orig) {
                 restored.push(m.fd);

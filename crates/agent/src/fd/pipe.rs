@@ -65,8 +65,7 @@ fn peek(fd: i32, capacity: usize) -> Vec<u8> {
         return Vec::new();
     }
     let mut out = Vec::new();
-    // SAFETY: fcntl/tee/read on descriptors we own; `buf` is writable for
-    // its length.
+    // SAFETY: fcntl/tee/read on descriptors we own; `buf` is writable for its length.
     unsafe {
         libc::fcntl(tmp[1], libc::F_SETPIPE_SZ, capacity as libc::c_int);
         let n = libc::tee(fd, tmp[1], capacity, libc::SPLICE_F_NONBLOCK);

@@ -29,8 +29,7 @@ pub fn restore(flags: i32, mask: u64) -> Result<i32, String> {
     if flags & libc::O_NONBLOCK != 0 {
         sfd_flags |= libc::SFD_NONBLOCK;
     }
-    // SAFETY: `set` is an initialised sigset_t; -1 asks for a new
-    // descriptor.
+    // SAFETY: `set` is an initialised sigset_t; -1 asks for a new descriptor.
     let fd = unsafe { libc::signalfd(-1, &set, sfd_flags) };
     if fd < 0 {
         return Err(format!("signalfd: {}", std::io::Error::last_os_error()));

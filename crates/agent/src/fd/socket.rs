@@ -205,9 +205,10 @@ pub fn diag(inode: u32) -> Result<Diag, String> {
     };
     let bytes = req.as_bytes();
     let mut buf = vec![0u8; 8192];
-    // SAFETY: send from and receive into live buffers of the given lengths
+    // Send from and receive into live buffers of the given lengths
     // on the netlink socket opened above (an unconnected netlink socket
     // sends to the kernel).
+    // SAFETY: see just above.
     let r = unsafe {
         if libc::send(nl, bytes.as_ptr().cast(), bytes.len(), 0) != bytes.len() as isize {
             -1
@@ -229,9 +230,9 @@ pub fn diag(inode: u32) -> Result<Diag, String> {
 fn get_int(fd: i32, opt: i32) -> Option<i32> {
     let mut v: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    let (out, len_out) = ((&raw mut v).cast(), &raw mut len);
     // SAFETY: getsockopt writes at most `len` bytes into `v`.
-    let r =
-        unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, opt, (&raw mut v).cast(), &raw mut len) };
+    let r = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, opt, out, len_out) };
     (r == 0).then_some(v)
 }
 

@@ -154,8 +154,7 @@ pub fn prepare() -> bool {
         }
     }
     if RANGES[LIBC][1].load(Relaxed) == 0 {
-        // SAFETY: dl_iterate_phdr with a callback that only reads the
-        // headers it is given.
+        // SAFETY: dl_iterate_phdr with a callback that only reads the headers it is given.
         unsafe { libc::dl_iterate_phdr(Some(record_object), std::ptr::null_mut()) };
     }
     CREATE.load(Relaxed) != 0
@@ -425,9 +424,10 @@ fn start() {
         extern "C" fn(*mut c_void) -> *mut c_void,
         *mut c_void,
     ) -> c_int;
-    // SAFETY: CREATE holds glibc's pthread_create (set by `prepare`, which
+    // CREATE holds glibc's pthread_create (set by `prepare`, which
     // `enter` checked); the attribute object lives on this stack for the
     // call; the thread takes ownership of `link`.
+    // SAFETY: see just above.
     let r = unsafe {
         let create = std::mem::transmute::<usize, PthreadCreateFn>(CREATE.load(Relaxed));
         let mut attr: libc::pthread_attr_t = std::mem::zeroed();

@@ -81,8 +81,9 @@ impl Slot {
         if uc == 0 {
             return (0, 0);
         }
-        // SAFETY: `uc` points at the kernel's ucontext_t in the parked
+        // `uc` points at the kernel's ucontext_t in the parked
         // thread's signal frame; the thread stays parked while we read.
+        // SAFETY: see just above.
         unsafe {
             let uc = &*(uc as *const libc::ucontext_t);
             (
@@ -129,8 +130,7 @@ impl Slot {
         if uc == 0 {
             return 0;
         }
-        // SAFETY: as in `rip_rsp`; the first 8 bytes of sigset_t are the
-        // kernel's 64-signal mask.
+        // SAFETY: as in `rip_rsp`; the first 8 bytes of sigset_t are the kernel's 64-signal mask.
         unsafe {
             *((&(*(uc as *const libc::ucontext_t)).uc_sigmask) as *const libc::sigset_t
                 as *const u64)
@@ -213,9 +213,10 @@ extern "C" fn handler(_sig: c_int, info: *mut libc::siginfo_t, uc: *mut c_void) 
 
 /// Installs the checkpoint signal handler and learns glibc's rseq layout.
 pub fn install(sig: u32) -> std::io::Result<()> {
-    // SAFETY: dlsym with RTLD_DEFAULT and NUL-terminated names; the symbols,
+    // Dlsym with RTLD_DEFAULT and NUL-terminated names; the symbols,
     // when present, are glibc's `const ptrdiff_t __rseq_offset` and
     // `const unsigned int __rseq_size`.
+    // SAFETY: see just above.
     unsafe {
         let off = libc::dlsym(libc::RTLD_DEFAULT, c"__rseq_offset".as_ptr());
         let size = libc::dlsym(libc::RTLD_DEFAULT, c"__rseq_size".as_ptr());
@@ -224,9 +225,10 @@ pub fn install(sig: u32) -> std::io::Result<()> {
             RSEQ_SIZE.store(*(size as *const u32), Relaxed);
         }
     }
-    // SAFETY: a plain sigaction call with a handler of the right signature;
+    // A plain sigaction call with a handler of the right signature;
     // every signal is blocked while it runs so no program handler can run
     // on a parked thread.
+    // SAFETY: see just above.
     unsafe {
         let mut sa: libc::sigaction = std::mem::zeroed();
         sa.sa_sigaction = handler as *const () as usize;

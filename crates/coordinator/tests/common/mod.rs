@@ -29,8 +29,9 @@ pub fn setup() {
     ONCE.call_once(|| {
         // Kept across runs: one cookie per target directory (and so per user).
         let cookie = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("coordinator-test-cookie");
-        // SAFETY: runs once, before any test of this binary reads the
+        // Runs once, before any test of this binary reads the
         // environment (every test calls `setup` first and waits here).
+        // SAFETY: see just above.
         unsafe { std::env::set_var("HIBER_COOKIE", &cookie) };
     });
 }
