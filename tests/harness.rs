@@ -167,6 +167,15 @@ pub struct Env {
 }
 
 impl Env {
+    /// A file in the test directory for a child's stderr (appended to).
+    pub fn stderr_file(&self, name: &str) -> std::fs::File {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(name))
+            .unwrap()
+    }
+
     pub fn new(name: &str) -> Env {
         SUBREAPER.call_once(|| {
             // SAFETY: plain prctl on ourselves.
@@ -529,5 +538,20 @@ pub fn assert_continuation(full: &str, before: &str, restarted: &str, finished: 
             &rest[..],
             "the restarted run's output differs from the uninterrupted run"
         );
+    }
+}
+
+/// Prints the named files of the test directory when the test fails (a
+/// failed test's stdout is shown): the programs' messages and hiber's
+/// warnings, captured with [`Env::stderr_file`].
+pub struct ShowStderr<'a>(pub &'a Env, pub &'static [&'static str]);
+
+impl Drop for ShowStderr<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for f in self.1 {
+                println!("---- {f}:\n{}", self.0.read(f));
+            }
+        }
     }
 }

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use hiber_e2e::{Env, Tracked, assert_continuation};
+use hiber_e2e::{Env, ShowStderr, Tracked, assert_continuation};
 
 const T: Duration = Duration::from_secs(90);
 
@@ -106,29 +106,6 @@ fn wait_at(env: &Env, out: &str, at: At, child: &mut Child, ended_ok: bool) {
     }
 }
 
-/// A file in the test directory for a child's stderr.
-fn stderr_file(env: &Env, name: &str) -> std::fs::File {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(env.dir.join(name))
-        .unwrap()
-}
-
-/// Prints the stderr files when the test fails (a failed test's stdout is
-/// shown): the programs' messages and hiber's warnings.
-struct ShowStderr<'a>(&'a Env);
-
-impl Drop for ShowStderr<'_> {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            for f in ["stderr.log", "restart1.err", "restart2.err"] {
-                println!("---- {f}:\n{}", self.0.read(f));
-            }
-        }
-    }
-}
-
 /// Two launch → checkpoint → SIGKILL all → restart cycles of `prog args`
 /// in the test directory: the first checkpoint once the launched run has
 /// reached `first`, the second once the first restart has reached
@@ -144,7 +121,7 @@ fn two_cycles(env: &Env, prog: &Path, args: &[&str], first: At, second: At) -> [
     cmd.arg("launch")
         .arg(prog)
         .args(args)
-        .stderr(stderr_file(env, "stderr.log"));
+        .stderr(env.stderr_file("stderr.log"));
     let mut c = env.spawn(cmd, "run0.out");
     wait_at(env, "run0.out", first, &mut c, false);
     let images = env.checkpoint(&[]);
@@ -157,7 +134,7 @@ fn two_cycles(env: &Env, prog: &Path, args: &[&str], first: At, second: At) -> [
         let mut cmd = env.cmd();
         cmd.arg("restart")
             .args(images)
-            .stderr(stderr_file(env, &format!("restart{n}.err")));
+            .stderr(env.stderr_file(&format!("restart{n}.err")));
         env.spawn(cmd, &format!("run{n}.out"))
     };
     let mut r = restart(&images, 1);
@@ -194,7 +171,7 @@ fn reached(full: &str, before: &str, partial: &str) -> String {
 fn shell_script(shell: &str) {
     let sh = tool(shell);
     let env = Env::new(shell);
-    let _show = ShowStderr(&env);
+    let _show = ShowStderr(&env, &["stderr.log", "restart1.err", "restart2.err"]);
     let script = programs().join("shell").join("script.sh");
     let script = script.to_str().unwrap();
     let args = [script, "14"];
@@ -246,7 +223,7 @@ fn make_j2_builds_a_c_project() {
     let make = tool("make");
     tool("cc");
     let env = Env::new("make");
-    let _show = ShowStderr(&env);
+    let _show = ShowStderr(&env, &["stderr.log", "restart1.err", "restart2.err"]);
     let refdir = env.dir.join("ref");
     std::fs::create_dir_all(&refdir).unwrap();
     for f in PROJECT {

@@ -10,29 +10,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use hiber_e2e::Env;
-
-/// A file in the test directory for a child's stderr.
-fn stderr_file(env: &Env, name: &str) -> std::fs::File {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(env.dir.join(name))
-        .unwrap()
-}
-
-/// Prints the stderr files when the test fails.
-struct ShowStderr<'a>(&'a Env);
-
-impl Drop for ShowStderr<'_> {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            for f in ["launch.err", "restart1.err", "restart2.err"] {
-                println!("---- {f}:\n{}", self.0.read(f));
-            }
-        }
-    }
-}
+use hiber_e2e::{Env, ShowStderr};
 
 /// `oddfds` opens O_PATH descriptors (file, directory, symbolic link,
 /// FIFO), a pidfd, a netlink socket, an io_uring with its rings mapped and
@@ -44,7 +22,7 @@ impl Drop for ShowStderr<'_> {
 #[test]
 fn unsupported_fds_become_placeholders() {
     let env = Env::new("oddfds");
-    let _show = ShowStderr(&env);
+    let _show = ShowStderr(&env, &["launch.err", "restart1.err", "restart2.err"]);
     let prog = env.compile("oddfds", &[]);
     let args = ["80", "40"];
     let refdir = env.dir.join("ref");
@@ -72,7 +50,7 @@ fn unsupported_fds_become_placeholders() {
         .stderr(Stdio::piped());
     let mut c = env.spawn(cmd, "run0.out");
     let mut err = c.stderr.take().unwrap();
-    let mut log = stderr_file(&env, "launch.err");
+    let mut log = env.stderr_file("launch.err");
     std::thread::spawn(move || {
         let _ = std::io::copy(&mut err, &mut log);
     });
@@ -85,7 +63,7 @@ fn unsupported_fds_become_placeholders() {
         let mut cmd = env.cmd();
         cmd.arg("restart")
             .args(images)
-            .stderr(stderr_file(&env, &format!("restart{n}.err")));
+            .stderr(env.stderr_file(&format!("restart{n}.err")));
         env.spawn(cmd, &format!("run{n}.out"))
     };
     let mut r = restart(&images, 1);
