@@ -26,7 +26,7 @@ use hiber_image::{AreaDesc, Identity, Scratch, VdsoIdentity, WriteOptions, Write
 use hiber_protocol::client::Connection;
 use hiber_protocol::cookie::{self, COOKIE_LEN};
 use hiber_protocol::{
-    CheckpointOptions, FromCoord, ProcessHello, RestartedFrom, Role, ToCoord, barrier,
+    CheckpointOptions, FromCoord, ProcessHello, RestartedFrom, Role, TcpRole, ToCoord, barrier,
 };
 
 use crate::mechanisms::{self, Capture, Saved};
@@ -584,8 +584,18 @@ impl Link {
 
     /// Waits for `Release{name}`; `false` if the checkpoint was aborted.
     fn wait_release(&mut self, generation: u64, name: &str) -> Result<bool, String> {
+        self.wait_release_with(generation, name, &mut None)
+    }
+
+    /// [`Link::wait_release`], keeping the `TcpPlan` that comes before it.
+    fn wait_release_with(
+        &mut self,
+        generation: u64,
+        name: &str,
+        tcp_plan: &mut Option<(Vec<u8>, Vec<TcpRole>)>,
+    ) -> Result<bool, String> {
         match self {
-            Link::Coord(c) => wait_release(c, generation, name),
+            Link::Coord(c) => wait_release(c, generation, name, tcp_plan),
             Link::Alone => Ok(true),
         }
     }
@@ -653,9 +663,19 @@ pub fn serve(mut link: Link) -> ! {
 }
 
 /// Waits for `Release{name}`; `false` if the checkpoint was aborted.
-fn wait_release(conn: &mut Connection, generation: u64, name: &str) -> Result<bool, String> {
+fn wait_release(
+    conn: &mut Connection,
+    generation: u64,
+    name: &str,
+    tcp_plan: &mut Option<(Vec<u8>, Vec<TcpRole>)>,
+) -> Result<bool, String> {
     loop {
         match conn.recv() {
+            Ok(FromCoord::TcpPlan {
+                generation: g,
+                marker,
+                ends,
+            }) if g == generation => *tcp_plan = Some((marker, ends)),
             Ok(FromCoord::Release {
                 generation: g,
                 name: n,
@@ -769,6 +789,15 @@ fn checkpoint(link: &mut Link, generation: u64, opts: &CheckpointOptions) -> Res
         crate::gate::open();
         return fail(link, e);
     }
+    // Connected TCP sockets: the coordinator pairs them across the
+    // computation (fd/tcp.rs).
+    let tcp_ends = crate::fd::tcp::ends();
+    if !tcp_ends.is_empty() {
+        link.send(&ToCoord::TcpEnds {
+            generation,
+            ends: tcp_ends.iter().map(|(_, e)| e.clone()).collect(),
+        });
+    }
     link.send(&ToCoord::Barrier {
         generation,
         name: barrier::SUSPENDED.into(),
@@ -779,7 +808,8 @@ fn checkpoint(link: &mut Link, generation: u64, opts: &CheckpointOptions) -> Res
         let _ = std::fs::remove_file(&tmp);
         Err(why)
     };
-    match link.wait_release(generation, barrier::SUSPENDED) {
+    let mut tcp_plan = None;
+    match link.wait_release_with(generation, barrier::SUSPENDED, &mut tcp_plan) {
         Ok(true) => {}
         Ok(false) => return aborted("checkpoint aborted by the coordinator".into()),
         Err(e) => {
@@ -788,6 +818,12 @@ fn checkpoint(link: &mut Link, generation: u64, opts: &CheckpointOptions) -> Res
         }
     }
     crate::events::pre_checkpoint();
+    if !tcp_ends.is_empty() {
+        let plan = tcp_plan.as_ref().map(|(m, r): &(Vec<u8>, Vec<_>)| (&m[..], &r[..]));
+        for w in crate::fd::tcp::prepare(&tcp_ends, plan) {
+            log::warn(&w);
+        }
+    }
 
     set_shared(|sh| sh.generation = generation);
     let mut exclude = vec![
@@ -807,6 +843,7 @@ fn checkpoint(link: &mut Link, generation: u64, opts: &CheckpointOptions) -> Res
         &mut bufs,
         sync,
     );
+    crate::fd::tcp::clear();
     let bytes = match written {
         Ok(b) => b,
         Err(e) => {

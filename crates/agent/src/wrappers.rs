@@ -641,3 +641,40 @@ pub unsafe extern "C" fn msgrcv(
     // SAFETY: forwarded arguments.
     retry_checkpoint(|| unsafe { f(id, msg, size, typ, flags) })
 }
+
+type SetsockoptFn =
+    unsafe extern "C" fn(c_int, c_int, c_int, *const c_void, libc::socklen_t) -> c_int;
+
+/// A TCP socket's buffer sizes grow by themselves until the program sets
+/// one, and the kernel does not tell afterwards whether it did
+/// (`fd/inet.rs`): the agent notes `SO_SNDBUF`/`SO_RCVBUF` here.
+///
+/// # Safety
+/// Same contract as libc's `setsockopt`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn setsockopt(
+    fd: c_int,
+    level: c_int,
+    name: c_int,
+    value: *const c_void,
+    len: libc::socklen_t,
+) -> c_int {
+    let f = real!("setsockopt", SetsockoptFn);
+    // SAFETY: forwarded arguments.
+    let r = unsafe { f(fd, level, name, value, len) };
+    if r == 0
+        && level == libc::SOL_SOCKET
+        && (name == libc::SO_SNDBUF || name == libc::SO_RCVBUF)
+        && !value.is_null()
+        && len as usize >= std::mem::size_of::<c_int>()
+    {
+        let e = errno();
+        // SAFETY: the call succeeded, so `value` points to at least `len`
+        // ≥ 4 readable bytes; they need not be aligned.
+        let v = unsafe { value.cast::<c_int>().read_unaligned() };
+        crate::fd::inet::note_setsockopt(fd, level, name, v);
+        // SAFETY: restores this thread's errno.
+        unsafe { *libc::__errno_location() = e };
+    }
+    r
+}

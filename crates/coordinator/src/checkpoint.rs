@@ -43,6 +43,8 @@ struct Member {
     host: String,
     step: Step,
     image: Option<String>,
+    /// Its connected TCP sockets (`TcpEnds`), if it has any.
+    tcp: Vec<hiber_protocol::TcpEnd>,
 }
 
 pub(crate) struct Checkpoint {
@@ -149,6 +151,7 @@ impl Coordinator {
                     host: p.host.clone(),
                     step: Step::Started,
                     image: None,
+                    tcp: Vec::new(),
                 };
                 (t, m)
             })
@@ -321,6 +324,7 @@ impl Coordinator {
                 host,
                 step: Step::Started,
                 image: None,
+                tcp: Vec::new(),
             },
         );
         ck.reached[0] += 1;
@@ -418,6 +422,10 @@ impl Coordinator {
             _ => return,
         };
         ck.phase = next;
+        if release == barrier::SUSPENDED {
+            self.send_tcp_plans();
+        }
+        let Some(ck) = self.ckpt.as_mut() else { return };
         debug!(generation = ck.generation, release, "barrier released");
         let msg = FromCoord::Release {
             generation: ck.generation,
@@ -426,6 +434,57 @@ impl Coordinator {
         let tokens: Vec<Token> = ck.members.keys().copied().collect();
         for t in tokens {
             self.send(t, &msg);
+        }
+    }
+
+    /// A member's `TcpEnds`: kept until every member has suspended.
+    pub(crate) fn on_tcp_ends(
+        &mut self,
+        token: Token,
+        generation: u64,
+        ends: Vec<hiber_protocol::TcpEnd>,
+    ) {
+        let Some(ck) = self.ckpt.as_mut().filter(|ck| ck.generation == generation) else {
+            return;
+        };
+        if let Some(m) = ck.members.get_mut(&token) {
+            m.tcp = ends;
+        }
+    }
+
+    /// Every member has suspended: the ones that listed TCP sockets learn
+    /// which have a peer in the computation (`tcp.rs`), before the release.
+    fn send_tcp_plans(&mut self) {
+        let Some(ck) = self.ckpt.as_ref() else { return };
+        let mut members: Vec<(&Token, &Member)> =
+            ck.members.iter().filter(|(_, m)| !m.tcp.is_empty()).collect();
+        if members.is_empty() {
+            return;
+        }
+        // Leaders by joining order, whatever the map's order.
+        members.sort_by_key(|(t, _)| t.0);
+        let listed: Vec<crate::tcp::Listed<'_, Token>> = members
+            .iter()
+            .map(|(t, m)| crate::tcp::Listed {
+                key: **t,
+                host: &m.host,
+                ends: &m.tcp,
+            })
+            .collect();
+        let plans = crate::tcp::plan(&listed);
+        let mut marker = vec![0u8; 32];
+        if let Err(e) = hiber_protocol::cookie::fill_random(&mut marker) {
+            warn!("no random marker for TCP draining: {e}");
+            marker.iter_mut().enumerate().for_each(|(i, b)| *b = i as u8 ^ 0xa5);
+        }
+        let generation = ck.generation;
+        for (token, ends) in plans {
+            let msg = FromCoord::TcpPlan {
+                generation,
+                marker: marker.clone(),
+                ends,
+            };
+            self.send(token, &msg);
         }
     }
 

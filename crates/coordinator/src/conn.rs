@@ -269,6 +269,7 @@ pub(crate) fn msg_name(msg: &ToCoord) -> &'static str {
         ToCoord::Settings { .. } => "Settings",
         ToCoord::Forked { .. } => "Forked",
         ToCoord::Execd { .. } => "Execd",
+        ToCoord::TcpEnds { .. } => "TcpEnds",
         ToCoord::Status => "Status",
         ToCoord::List => "List",
         ToCoord::Checkpoint(_) => "Checkpoint",

@@ -13,6 +13,7 @@
 mod checkpoint;
 mod conn;
 mod script;
+mod tcp;
 mod user_barrier;
 
 use std::collections::{HashMap, VecDeque};
@@ -645,6 +646,7 @@ impl Coordinator {
             | ToCoord::Settings { .. }
             | ToCoord::Forked { .. }
             | ToCoord::Execd { .. }
+            | ToCoord::TcpEnds { .. }
                 if !is_process =>
             {
                 let m = format!("{} is only accepted from a process", conn::msg_name(&msg));
@@ -668,6 +670,7 @@ impl Coordinator {
                 virtual_pid,
             } => self.on_forked(token, spare, real_pid, virtual_pid),
             ToCoord::Execd { program } => self.on_execd(token, program),
+            ToCoord::TcpEnds { generation, ends } => self.on_tcp_ends(token, generation, ends),
             ToCoord::Settings {
                 ckpt_dir,
                 compress,

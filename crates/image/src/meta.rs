@@ -358,6 +358,54 @@ pub enum FdKind {
         /// The name was unlinked.
         unlinked: bool,
     },
+    /// A connected TCP socket (IPv4 or IPv6).
+    TcpSocket {
+        inode: u64,
+        flags: i32,
+        /// `getsockname` / `getpeername`, as `std::net::SocketAddr` prints
+        /// them (an IPv6 socket's IPv4 peers are `[::ffff:a.b.c.d]:port`).
+        local: String,
+        remote: String,
+        /// The peer is a socket of the computation (the coordinator paired
+        /// the two at the checkpoint); otherwise it comes back closed.
+        internal: bool,
+        /// The bytes the program had not read yet (drained or peeked at the
+        /// checkpoint), saved by one of the processes sharing the socket;
+        /// `None` in the others.
+        queue: Option<Vec<u8>>,
+        /// This end had shut down writing (its FIN was sent).
+        shut_wr: bool,
+        options: Vec<SockOpt>,
+    },
+    /// A TCP socket that is not connected (listening, bound, or fresh), or
+    /// a UDP socket.
+    InetSocket {
+        inode: u64,
+        flags: i32,
+        /// `AF_INET` or `AF_INET6`.
+        family: i32,
+        sock_type: i32,
+        protocol: i32,
+        /// The bound address (empty: not bound).
+        local: String,
+        /// The peer a UDP socket is connected to (empty: none).
+        remote: String,
+        /// The `listen` backlog of a listening socket.
+        listen: Option<u32>,
+        /// Datagrams were waiting to be read: they are not kept (dropped,
+        /// as the network may drop them).
+        queued: bool,
+        options: Vec<SockOpt>,
+    },
+}
+
+/// One socket option, as `getsockopt` returned it, for `setsockopt` at
+/// restart.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SockOpt {
+    pub level: i32,
+    pub name: i32,
+    pub value: Vec<u8>,
 }
 
 /// One registration of an epoll instance's interest list.
@@ -421,6 +469,8 @@ impl FdKind {
             FdKind::Inotify { .. } => "inotify",
             FdKind::UnixSocket { .. } => "unix",
             FdKind::UnixListener { .. } => "listen",
+            FdKind::TcpSocket { .. } => "tcp",
+            FdKind::InetSocket { .. } => "inet",
             FdKind::Mqueue { .. } => "mqueue",
         }
     }

@@ -262,6 +262,45 @@ fn fd_description(kind: &FdKind) -> String {
             messages,
             ..
         } => format!("mqueue {name} flags=0{flags:o} messages={}", messages.len()),
+        FdKind::TcpSocket {
+            inode,
+            flags,
+            local,
+            remote,
+            internal,
+            queue,
+            ..
+        } => format!(
+            "tcp socket:[{inode}] {local} -> {remote} ({}) flags=0{flags:o}{}",
+            if *internal { "in the computation" } else { "outside" },
+            queue
+                .as_ref()
+                .map_or(String::new(), |q| format!(", {} bytes unread", q.len()))
+        ),
+        FdKind::InetSocket {
+            inode,
+            flags,
+            sock_type,
+            local,
+            remote,
+            listen,
+            ..
+        } => {
+            // SOCK_STREAM, SOCK_DGRAM.
+            let what = match (*sock_type, listen) {
+                (1, Some(b)) => format!("tcp listening, backlog {b}"),
+                (1, None) => "tcp unconnected".into(),
+                (2, _) => "udp".into(),
+                (t, _) => format!("type {t}"),
+            };
+            let local = if local.is_empty() { "unbound" } else { local };
+            let remote = if remote.is_empty() {
+                String::new()
+            } else {
+                format!(" -> {remote}")
+            };
+            format!("{what} socket:[{inode}] {local}{remote} flags=0{flags:o}")
+        }
     }
 }
 

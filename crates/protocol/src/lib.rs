@@ -18,7 +18,7 @@ pub mod handoff;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on every incompatible change of the messages below.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 /// Largest frame either side accepts.
 pub const MAX_FRAME: usize = 16 << 20;
 /// Default coordinator address.
@@ -173,6 +173,14 @@ pub enum ToCoord {
     Execd {
         program: String,
     },
+    /// The process's connected TCP sockets, sent with threads stopped
+    /// just before `Barrier(suspended)` (only by a process that has some):
+    /// the coordinator pairs ends across the computation and answers with
+    /// [`FromCoord::TcpPlan`] before the release.
+    TcpEnds {
+        generation: u64,
+        ends: Vec<TcpEnd>,
+    },
     /// Per-process default settings, sent once after `Welcome`.
     Settings {
         ckpt_dir: String,
@@ -226,6 +234,15 @@ pub enum FromCoord {
         key: String,
         value: Vec<u8>,
     },
+    /// What to do with each TCP socket a process listed in `TcpEnds`, sent
+    /// just before `Release(suspended)`.
+    TcpPlan {
+        generation: u64,
+        /// The bytes that end each side's drained data this checkpoint
+        /// (random, so no program's data contains them by chance).
+        marker: Vec<u8>,
+        ends: Vec<TcpRole>,
+    },
 
     // ---- to control clients ----
     Status(Status),
@@ -233,6 +250,35 @@ pub enum FromCoord {
     CheckpointResult(CheckpointResult),
     Ok,
     Error(String),
+}
+
+/// One connected TCP socket, as a process reports it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct TcpEnd {
+    pub inode: u64,
+    /// `getsockname` / `getpeername`, as `std::net::SocketAddr` prints them.
+    pub local: String,
+    pub remote: String,
+    /// Both directions open (`TCP_ESTABLISHED`); a half-closed connection
+    /// is only peeked at.
+    pub established: bool,
+    /// Bytes written and not yet acknowledged by the peer (`SIOCOUTQ`).
+    pub unsent: u32,
+}
+
+/// What one process does with one of its TCP sockets at a checkpoint.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TcpRole {
+    pub inode: u64,
+    /// The peer is a socket of the computation.
+    pub internal: bool,
+    /// This process saves the socket's data (one process among those
+    /// sharing the socket).
+    pub leader: bool,
+    /// Both ends read their data out of the kernel up to the peer's marker
+    /// and have it echoed back (bytes still queued at a sender need room);
+    /// otherwise every byte is already in a receive queue and is peeked.
+    pub drain: bool,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

@@ -19,11 +19,13 @@
 mod epoll;
 mod eventfd;
 mod file;
+pub mod inet;
 pub mod inotify;
 mod mqueue;
 mod pipe;
 mod signalfd;
 mod socket;
+pub mod tcp;
 mod timerfd;
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -368,9 +370,10 @@ pub fn restore(
     held.extend(sockets.iter().map(|s| s.fd).filter(|&fd| fd >= 0));
     let internal = |k: &FdKind| match k {
         FdKind::Pipe { inode, path, .. } => pipe::inherited(*inode, path, &pipes).is_some(),
-        FdKind::UnixSocket { inode, .. } | FdKind::UnixListener { inode, .. } => {
-            socket::inherited(*inode, &sockets).is_some()
-        }
+        FdKind::UnixSocket { inode, .. }
+        | FdKind::UnixListener { inode, .. }
+        | FdKind::TcpSocket { inode, .. }
+        | FdKind::InetSocket { inode, .. } => socket::inherited(*inode, &sockets).is_some(),
         _ => false,
     };
     // fds 0-2 to something outside the computation are `hiber restart`'s,
@@ -394,6 +397,8 @@ pub fn restore(
                             | FdKind::Socket { .. }
                             | FdKind::UnixSocket { .. }
                             | FdKind::UnixListener { .. }
+                            | FdKind::TcpSocket { .. }
+                            | FdKind::InetSocket { .. }
                             | FdKind::Other { .. }
                     ) && !internal(&m.kind)
                         || unreachable_stdio(m))
@@ -492,7 +497,10 @@ pub fn restore(
                 ));
                 placeholder()
             }
-            FdKind::UnixSocket { inode, flags, .. } | FdKind::UnixListener { inode, flags, .. }
+            FdKind::UnixSocket { inode, flags, .. }
+            | FdKind::UnixListener { inode, flags, .. }
+            | FdKind::TcpSocket { inode, flags, .. }
+            | FdKind::InetSocket { inode, flags, .. }
                 if internal(&m.kind) =>
             {
                 match socket::inherited(*inode, &sockets) {
@@ -571,6 +579,15 @@ fn describe(k: &FdKind) -> String {
             String::from_utf8_lossy(name)
         ),
         FdKind::Other { link, .. } => link.clone(),
+        FdKind::TcpSocket {
+            inode,
+            local,
+            remote,
+            ..
+        } => format!("tcp socket:[{inode}] {local} -> {remote}, not recreated"),
+        FdKind::InetSocket { inode, local, .. } => {
+            format!("socket:[{inode}] bound to {local:?}, not recreated")
+        }
         FdKind::EventFd { .. } => "anon_inode:[eventfd]".into(),
         FdKind::TimerFd { .. } => "anon_inode:[timerfd]".into(),
         FdKind::SignalFd { .. } => "anon_inode:[signalfd]".into(),

@@ -246,8 +246,12 @@ pub fn set_int(fd: i32, opt: i32, v: i32) -> bool {
 /// [`FdKind::UnixListener`]; any other socket a placeholder.
 pub fn save(fd: i32, inode: u64, flags: i32) -> FdKind {
     let placeholder = FdKind::Socket { inode, flags };
-    if get_int(fd, libc::SO_DOMAIN) != Some(libc::AF_UNIX) {
-        return placeholder;
+    match get_int(fd, libc::SO_DOMAIN) {
+        Some(libc::AF_UNIX) => {}
+        Some(family @ (libc::AF_INET | libc::AF_INET6)) => {
+            return super::inet::save(fd, inode, flags, family);
+        }
+        _ => return placeholder,
     }
     let Ok(ino32) = u32::try_from(inode) else {
         return placeholder;
