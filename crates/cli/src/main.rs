@@ -4,6 +4,7 @@
 mod control;
 mod coord_addr;
 mod files;
+mod inet;
 mod inspect;
 mod launch;
 mod mqueue;

@@ -89,6 +89,7 @@ impl Sockets {
         let mut ends = Vec::new();
         let mut users = vec![Vec::new(); images.len()];
         listeners(images, &mut ends, &mut users)?;
+        crate::inet::create(images, &mut ends, &mut users)?;
         let mut keys: Vec<(String, u64)> = seen.keys().cloned().collect();
         keys.sort();
         for (host, a) in keys {

@@ -17,8 +17,6 @@
 //! a receive queue already and peeking at it is enough.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-
 use hiber_protocol::{TcpEnd, TcpRole};
 
 /// One process's list, with its host.
@@ -26,27 +24,6 @@ pub(crate) struct Listed<'a, K> {
     pub key: K,
     pub host: &'a str,
     pub ends: &'a [TcpEnd],
-}
-
-fn loopback(addr: &str) -> bool {
-    match addr.parse::<SocketAddr>().map(|a| a.ip()) {
-        Ok(IpAddr::V4(ip)) => ip.is_loopback(),
-        Ok(IpAddr::V6(ip)) => {
-            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-        }
-        Err(_) => false,
-    }
-}
-
-/// The key of a connection as seen from one end: (host for loopback
-/// addresses, local, remote).
-fn key<'a>(host: &'a str, local: &'a str, remote: &'a str) -> (&'a str, &'a str, &'a str) {
-    let h = if loopback(local) || loopback(remote) {
-        host
-    } else {
-        ""
-    };
-    (h, local, remote)
 }
 
 /// Every process's roles, in the order of `listed`.
@@ -57,7 +34,7 @@ pub(crate) fn plan<K: Clone>(listed: &[Listed<'_, K>]) -> Vec<(K, Vec<TcpRole>)>
     for (i, l) in listed.iter().enumerate() {
         for e in l.ends {
             leader.entry((l.host, e.inode)).or_insert(i);
-            by_key.insert(key(l.host, &e.local, &e.remote), e);
+            by_key.insert(TcpEnd::key(l.host, &e.local, &e.remote), e);
         }
     }
     listed
@@ -68,7 +45,7 @@ pub(crate) fn plan<K: Clone>(listed: &[Listed<'_, K>]) -> Vec<(K, Vec<TcpRole>)>
                 .ends
                 .iter()
                 .map(|e| {
-                    let peer = by_key.get(&key(l.host, &e.remote, &e.local)).copied();
+                    let peer = by_key.get(&TcpEnd::key(l.host, &e.remote, &e.local)).copied();
                     // A socket connected to itself (or a listing of the same
                     // end twice) is not a pair.
                     let peer = peer.filter(|p| p.inode != e.inode || e.local != e.remote);

@@ -266,6 +266,32 @@ pub struct TcpEnd {
     pub unsent: u32,
 }
 
+impl TcpEnd {
+    /// The key that names this connection among a computation's: (host
+    /// for loopback addresses, which only mean something on one host; our
+    /// address; the peer's). The peer's end has the two addresses swapped.
+    pub fn key<'a>(host: &'a str, local: &'a str, remote: &'a str) -> (&'a str, &'a str, &'a str) {
+        let h = if is_loopback(local) || is_loopback(remote) {
+            host
+        } else {
+            ""
+        };
+        (h, local, remote)
+    }
+}
+
+/// A socket address (`SocketAddr` text) on the loopback network.
+pub fn is_loopback(addr: &str) -> bool {
+    use std::net::{IpAddr, SocketAddr};
+    match addr.parse::<SocketAddr>().map(|a| a.ip()) {
+        Ok(IpAddr::V4(ip)) => ip.is_loopback(),
+        Ok(IpAddr::V6(ip)) => {
+            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        Err(_) => false,
+    }
+}
+
 /// What one process does with one of its TCP sockets at a checkpoint.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TcpRole {
