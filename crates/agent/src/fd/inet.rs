@@ -94,6 +94,16 @@ pub fn note_setsockopt(fd: i32, level: i32, name: i32, value: i32) {
     });
 }
 
+/// Notes the buffer sizes among `options` (a restored socket's) as set by
+/// the program.
+pub fn note_options(fd: i32, options: &[SockOpt]) {
+    for o in options {
+        if let Ok(v) = <[u8; 4]>::try_from(&o.value[..]) {
+            note_setsockopt(fd, o.level, o.name, i32::from_ne_bytes(v));
+        }
+    }
+}
+
 /// The buffer sizes the program set on socket `inode` (0: not set).
 fn set_sizes(inode: u64) -> (i32, i32) {
     (0..SLOTS)

@@ -521,6 +521,13 @@ pub fn restore(
             Ok(newfd) => {
                 place(newfd, m.fd, m.cloexec);
                 restored.push(m.fd);
+                if let FdKind::TcpSocket { options, .. } | FdKind::InetSocket { options, .. } =
+                    &m.kind
+                {
+                    // The socket has a new inode: the sizes the program set
+                    // are noted again under it.
+                    inet::note_options(m.fd, options);
+                }
                 if let Some(o) = m.owner {
                     set_owner(m.fd, o);
                 }
