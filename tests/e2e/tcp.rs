@@ -76,3 +76,117 @@ fn tcp_stream_cycles(name: &str, extra: &[&str], unprivileged: bool) {
         assert_eq!(env.read(f), want, "{f} differs from an uninterrupted run");
     }
 }
+
+/// An epoll server, its UDP socket and four clients, each with requests
+/// in flight on its connection and UDP questions answered by the server:
+/// two SIGKILL → restart cycles; every log equals an uninterrupted run's
+/// (every connection came back between the right two processes, the
+/// listener and the UDP socket bound to their ports again, the epoll
+/// interest list over all of them).
+#[test]
+fn epoll_server_with_several_clients() {
+    let env = Env::new("epollsrv");
+    let prog = env.compile("epollsrv", &[]);
+    let args = ["45", "40"];
+    let refdir = env.dir.join("ref");
+    std::fs::create_dir_all(&refdir).unwrap();
+    let reference =
+        hiber_e2e::output(Command::new(&prog).args(args).current_dir(&refdir)).unwrap();
+    assert!(reference.status.success(), "reference run: {reference:?}");
+    let t = Duration::from_secs(90);
+    let logs = ["s.out", "c0.out", "c1.out", "c2.out", "c3.out"];
+
+    let mut c = env.launch(&[], &prog, &args, "run0.out");
+    env.wait_lines("c3.out", 8, t);
+    let images = env.checkpoint(&[]);
+    assert_eq!(images.len(), 5, "server and four clients: {images:?}");
+    env.wait_lines("c3.out", env.read("c3.out").lines().count() + 2, t);
+    env.kill_all(&mut [&mut c]);
+
+    let mut r = env.restart(&images, "run1.out");
+    env.wait_lines("c3.out", 28, t);
+    let images = env.checkpoint(&[]);
+    assert_eq!(images.len(), 5, "{images:?}");
+    env.wait_lines("c3.out", env.read("c3.out").lines().count() + 2, t);
+    env.kill_all(&mut [&mut r]);
+
+    let mut r = env.restart(&images, "run2.out");
+    let st = env.wait(&mut r, t);
+    assert!(st.success(), "restarted server failed: {st:?}");
+    assert_eq!(env.read("run2.out"), "epollsrv done 0\n");
+    for f in logs {
+        let want = std::fs::read_to_string(refdir.join(f)).unwrap();
+        assert_eq!(env.read(f), want, "{f} differs from an uninterrupted run");
+    }
+}
+
+/// A "ping K" / "pong K" server run by the test itself: outside the
+/// computation, and alive across its restarts.
+fn outside_server() -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(s) = s else { continue };
+            std::thread::spawn(move || {
+                let mut w = s.try_clone().unwrap();
+                for line in BufReader::new(s).lines() {
+                    let Ok(line) = line else { break };
+                    let k = line.trim_start_matches("ping ");
+                    if w.write_all(format!("pong {k}\n").as_bytes()).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// A connection to a server outside the computation comes back closed,
+/// with a warning naming the server; the program sees end of file, its
+/// own reconnect logic connects again, and its log equals an
+/// uninterrupted run's.
+#[test]
+fn outside_server_connection_comes_back_closed_and_the_program_reconnects() {
+    let env = Env::new("tcpclient");
+    let prog = env.compile("tcpclient", &[]);
+    let port = outside_server().to_string();
+    let args = [port.as_str(), "60", "40"];
+    let refdir = env.dir.join("ref");
+    std::fs::create_dir_all(&refdir).unwrap();
+    let reference =
+        hiber_e2e::output(Command::new(&prog).args(args).current_dir(&refdir)).unwrap();
+    assert!(reference.status.success(), "reference run: {reference:?}");
+    let t = Duration::from_secs(90);
+
+    let mut c = env.launch(&[], &prog, &args, "run0.out");
+    env.wait_lines("log.out", 10, t);
+    let images = env.checkpoint(&[]);
+    assert_eq!(images.len(), 1, "{images:?}");
+    env.wait_lines("log.out", env.read("log.out").lines().count() + 2, t);
+    env.kill_all(&mut [&mut c]);
+    assert_eq!(env.read("reconnects.out"), "", "no reconnect before the restart");
+
+    let mut cmd = env.cmd();
+    cmd.arg("restart")
+        .args(&images)
+        .stderr(env.stderr_file("restart.err"));
+    let mut r = env.spawn(cmd, "run1.out");
+    let st = env.wait(&mut r, t);
+    assert!(st.success(), "restarted client failed: {st:?}");
+    assert_eq!(env.read("run1.out"), "tcpclient done\n");
+    let err = env.read("restart.err");
+    let peer = format!("-> 127.0.0.1:{port}");
+    assert!(
+        err.contains("leads outside the computation") && err.contains(&peer),
+        "a warning names the server: {err}"
+    );
+    assert!(
+        env.read("reconnects.out").contains("reconnecting"),
+        "the program saw its connection end and connected again"
+    );
+    let want = std::fs::read_to_string(refdir.join("log.out")).unwrap();
+    assert_eq!(env.read("log.out"), want, "log differs from an uninterrupted run");
+}
