@@ -12,15 +12,16 @@ use std::time::Duration;
 use hiber_e2e::Env;
 
 /// The keys one run of `sysvipc` uses (KEY, KEY+1, KEY+2), per test
-/// process so that concurrent runs do not meet. Removes, when dropped and
+/// (and test process) so that concurrent runs do not meet. Removes, when dropped and
 /// when asked, the objects of this namespace with those keys: the SIGKILLed
 /// run leaves its objects behind (they outlive their processes), and so
 /// does a run that failed midway. Only our keys: never anyone else's.
 struct Keys(i32);
 
 impl Keys {
-    fn new() -> Keys {
-        Keys(0x4b10_0000 + (std::process::id() as i32 & 0xffff) * 4)
+    /// `slot`: one per test of this process (they run concurrently).
+    fn new(slot: i32) -> Keys {
+        Keys(0x4b10_0000 + (std::process::id() as i32 & 0xffff) * 8 + slot * 4)
     }
 
     fn remove_leftovers(&self) {
@@ -56,9 +57,23 @@ impl Drop for Keys {
 /// name the same ids, the queue holds the same messages.
 #[test]
 fn sysv_shm_semaphores_and_queues() {
-    let env = Env::new("sysvipc");
+    sysv_cycles("sysvipc", false);
+}
+
+/// The same as an unprivileged user: the restart makes a user namespace,
+/// and in it an IPC namespace where the ids are free and may be chosen.
+#[test]
+fn sysv_shm_semaphores_and_queues_unprivileged() {
+    sysv_cycles("sysvipc-user", true);
+}
+
+fn sysv_cycles(name: &str, unprivileged: bool) {
+    let mut env = Env::new(name);
+    if unprivileged && let Some((uid, gid)) = hiber_e2e::unprivileged_user() {
+        env.become_user(uid, gid);
+    }
     let prog = env.compile("sysvipc", &[]);
-    let keys = Keys::new();
+    let keys = Keys::new(i32::from(unprivileged));
     keys.remove_leftovers();
     let key = format!("{:#x}", keys.0);
     let args = [key.as_str(), "40", "40"];

@@ -62,6 +62,26 @@ fn write_file(path: &CString, data: &[u8]) -> bool {
     }
 }
 
+/// Moves this (single-threaded) process into a user namespace of its own
+/// where our uid and gid map to themselves: an unprivileged user then holds
+/// every capability over the namespaces it creates next (an IPC namespace
+/// whose `*_next_id` it may set, `sysv.rs`).
+pub fn enter_user_namespace() -> anyhow::Result<()> {
+    // SAFETY: plain id queries.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    // SAFETY: unshare affects only this process.
+    if unsafe { libc::unshare(libc::CLONE_NEWUSER) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("unshare(CLONE_NEWUSER)");
+    }
+    let _ = write_file(&CString::new("/proc/self/setgroups")?, b"deny");
+    for (path, id) in [("/proc/self/uid_map", uid), ("/proc/self/gid_map", gid)] {
+        if !write_file(&CString::new(path)?, format!("{id} {id} 1\n").as_bytes()) {
+            bail!("cannot write {path}");
+        }
+    }
+    Ok(())
+}
+
 /// Turns an init exit status into the process's wait status semantics of
 /// `hiber restart`: the root's exit code, or 128 + its signal.
 fn exit_code(status: i32) -> i32 {

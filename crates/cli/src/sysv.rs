@@ -8,9 +8,11 @@
 //! program holds stay valid: the kernel takes the id of the next object
 //! from `/proc/sys/kernel/{shm,sem,msg}_next_id`. So that those ids and
 //! keys are free (the objects of the checkpointed run outlive its
-//! processes), the restart gets an IPC namespace of its own when it can
-//! (root: CAP_SYS_ADMIN); otherwise the objects are made in the current
-//! one and an id or key that cannot be kept is named in a warning.
+//! processes), the restart gets an IPC namespace of its own — an
+//! unprivileged user first makes a user namespace, in which it may create
+//! one and set its `*_next_id` (`CAP_CHECKPOINT_RESTORE` over it). Where
+//! even that fails the objects are made in the current one, and an id or
+//! key that cannot be kept is named in a warning.
 //!
 //! Each process re-attaches its segments in the restorer (`shmat` at the
 //! saved address, `AREA_SYSV`). A segment whose `IPC_RMID` was pending is
@@ -98,6 +100,14 @@ impl SysvIpc {
         }
         if objects.is_empty() {
             return Ok(me);
+        }
+        // Unprivileged, an IPC namespace needs a user namespace of our own
+        // first (the restorers run in one anyway: `namespace.rs`).
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } != 0
+            && let Err(e) = crate::namespace::enter_user_namespace()
+        {
+            tracing::debug!("no user namespace for the IPC namespace: {e:#}");
         }
         // SAFETY: affects only this process (and what it starts later).
         if unsafe { libc::unshare(libc::CLONE_NEWIPC) } != 0 {
