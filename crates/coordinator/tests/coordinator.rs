@@ -507,3 +507,84 @@ fn forked_child_takes_over_the_spare_and_exec_is_asked_again() {
         .unwrap();
     assert_eq!(status(&mut ctl).processes, 2);
 }
+
+/// Processes that list TCP sockets before `suspended` get a `TcpPlan`
+/// just before the release: a loopback pair on one host is internal (and
+/// drained, as one end has unacknowledged bytes); the same addresses on
+/// another host are not; a process that listed nothing gets no plan.
+#[test]
+fn tcp_ends_are_paired_before_the_release() {
+    use hiber_protocol::{TcpEnd, TcpRole};
+    let coord = Coord::start("tcpplan", false);
+    let dir = coord.dir.to_string_lossy().into_owned();
+    // 0 and 2 run on hosta, 1 and 3 on hostb; 3 lists nothing.
+    let mut procs: Vec<Connection> = (0..4).map(|i| coord.process(i)).collect();
+    let mut ctl = coord.control();
+    ctl.send(&ToCoord::Checkpoint(options(&dir))).unwrap();
+    let generation = expect_checkpoint(&mut procs[0]);
+    for p in &mut procs[1..] {
+        assert_eq!(expect_checkpoint(p), generation);
+    }
+    let end = |inode, local: &str, remote: &str, unsent| TcpEnd {
+        inode,
+        local: local.into(),
+        remote: remote.into(),
+        established: true,
+        unsent,
+    };
+    let lists = [
+        vec![end(10, "127.0.0.1:5000", "127.0.0.1:40000", 3)],
+        vec![end(11, "127.0.0.1:40000", "127.0.0.1:5000", 0)],
+        vec![end(12, "127.0.0.1:40000", "127.0.0.1:5000", 0)],
+    ];
+    for (p, ends) in procs.iter_mut().zip(lists) {
+        p.send(&ToCoord::TcpEnds { generation, ends }).unwrap();
+    }
+    for p in procs.iter_mut() {
+        barrier(p, generation, barrier::SUSPENDED);
+    }
+    let mut marker0 = Vec::new();
+    for (i, p) in procs.iter_mut().enumerate().take(3) {
+        let Some(FromCoord::TcpPlan {
+            generation: g,
+            marker,
+            ends,
+        }) = p.recv_timeout(Duration::from_secs(5)).unwrap()
+        else {
+            panic!("process {i}: no plan");
+        };
+        assert_eq!(g, generation);
+        assert_eq!(marker.len(), 32);
+        if i == 0 {
+            marker0 = marker.clone();
+        }
+        assert_eq!(marker, marker0, "one marker for everyone");
+        let (inode, internal) = [(10, true), (11, false), (12, true)][i];
+        assert_eq!(
+            ends,
+            vec![TcpRole {
+                inode,
+                internal,
+                leader: true,
+                drain: internal,
+            }],
+            "process {i}"
+        );
+    }
+    for p in procs.iter_mut() {
+        expect_release(p, generation, barrier::SUSPENDED);
+    }
+    for p in procs.iter_mut() {
+        barrier(p, generation, barrier::WRITTEN);
+    }
+    for (i, p) in procs.iter_mut().enumerate() {
+        expect_release(p, generation, barrier::WRITTEN);
+        p.send(&ToCoord::CheckpointDone {
+            generation,
+            image: format!("{dir}/ckpt_fake{i}_{i}.hiber"),
+            bytes: 4096,
+        })
+        .unwrap();
+    }
+    assert!(expect_result(&mut ctl).errors.is_empty());
+}
