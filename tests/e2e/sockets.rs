@@ -89,3 +89,45 @@ fn unix_sockets_with_data_left_by_an_exited_peer() {
     let reference = String::from_utf8_lossy(&reference.stdout).into_owned();
     hiber_e2e::kill_restart_cycles(&env, &reference, &[], &prog, &args, 2);
 }
+
+/// UNIX datagram sockets that are not pairs: a server bound to a path,
+/// a client bound to its own path and connected to the server, and an
+/// unbound client that uses `sendto`, with messages waiting in the
+/// server's queue at every checkpoint. Two SIGKILL → restart cycles; the
+/// logs equal an uninterrupted run's (every message once, whole, in
+/// order; the names bound and connected again).
+#[test]
+fn unix_datagram_server_and_clients() {
+    let env = Env::new("unixdgram");
+    let prog = env.compile("unixdgram", &[]);
+    let args = ["45", "40"];
+    let refdir = env.dir.join("ref");
+    std::fs::create_dir_all(&refdir).unwrap();
+    let reference =
+        hiber_e2e::output(Command::new(&prog).args(args).current_dir(&refdir)).unwrap();
+    assert!(reference.status.success(), "reference run: {reference:?}");
+    let t = Duration::from_secs(90);
+
+    let mut c = env.launch(&[], &prog, &args, "run0.out");
+    env.wait_lines("c1.out", 8, t);
+    let images = env.checkpoint(&[]);
+    assert_eq!(images.len(), 3, "server and two clients: {images:?}");
+    env.wait_lines("c1.out", env.read("c1.out").lines().count() + 2, t);
+    env.kill_all(&mut [&mut c]);
+
+    let mut r = env.restart(&images, "run1.out");
+    env.wait_lines("c1.out", 25, t);
+    let images = env.checkpoint(&[]);
+    assert_eq!(images.len(), 3, "{images:?}");
+    env.wait_lines("c1.out", env.read("c1.out").lines().count() + 2, t);
+    env.kill_all(&mut [&mut r]);
+
+    let mut r = env.restart(&images, "run2.out");
+    let st = env.wait(&mut r, t);
+    assert!(st.success(), "restarted server failed: {st:?}");
+    assert_eq!(env.read("run2.out"), "unixdgram done 45 45\n");
+    for f in ["s1.out", "s2.out", "c1.out"] {
+        let want = std::fs::read_to_string(refdir.join(f)).unwrap();
+        assert_eq!(env.read(f), want, "{f} differs from an uninterrupted run");
+    }
+}

@@ -89,6 +89,7 @@ impl Sockets {
         let mut ends = Vec::new();
         let mut users = vec![Vec::new(); images.len()];
         listeners(images, &mut ends, &mut users)?;
+        datagrams(images, &mut ends, &mut users)?;
         crate::inet::create(images, &mut ends, &mut users)?;
         let mut keys: Vec<(String, u64)> = seen.keys().cloned().collect();
         keys.sort();
@@ -228,9 +229,7 @@ fn listeners(
     Ok(())
 }
 
-/// A socket bound to `name` and listening. A relative path is bound from
-/// `cwd` (the process's working directory at the checkpoint), so
-/// `getsockname` returns the same name as before.
+/// A socket bound to `name` and listening.
 fn listen(sock_type: i32, name: &[u8], cwd: &str, backlog: u32) -> anyhow::Result<OwnedFd> {
     // SAFETY: plain socket creation.
     let fd = unsafe { libc::socket(libc::AF_UNIX, sock_type | libc::SOCK_CLOEXEC, 0) };
@@ -239,6 +238,18 @@ fn listen(sock_type: i32, name: &[u8], cwd: &str, backlog: u32) -> anyhow::Resul
     }
     // SAFETY: a fresh descriptor we own.
     let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    bind_name(&sock, sock_type, name, cwd)?;
+    let backlog = i32::try_from(backlog).unwrap_or(libc::SOMAXCONN);
+    // SAFETY: listen on our own socket.
+    if unsafe { libc::listen(fd, backlog) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("listen");
+    }
+    Ok(sock)
+}
+
+/// `sockaddr_un` for `name` (a path, or an abstract name starting with
+/// NUL) and its length.
+fn unix_addr(name: &[u8]) -> anyhow::Result<(libc::sockaddr_un, libc::socklen_t)> {
     // SAFETY: sockaddr_un is plain data; all zeroes is a valid value.
     let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
     addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
@@ -250,16 +261,44 @@ fn listen(sock_type: i32, name: &[u8], cwd: &str, backlog: u32) -> anyhow::Resul
     }
     let abstract_name = name.first() == Some(&0);
     let len = std::mem::size_of::<libc::sa_family_t>() + name.len() + usize::from(!abstract_name);
-    let relative = !abstract_name && name.first() != Some(&b'/');
-    let path = if relative {
-        std::path::Path::new(cwd).join(std::ffi::OsStr::from_bytes(name))
-    } else {
+    Ok((addr, len as libc::socklen_t))
+}
+
+/// Runs `f` from directory `cwd` when `name` is a relative path (`bind`
+/// and `connect` have no *at form). `hiber restart` runs one thread here,
+/// so changing its working directory for the call is safe.
+fn from_dir<T>(name: &[u8], cwd: &str, f: impl FnOnce() -> T) -> anyhow::Result<T> {
+    let relative = name.first().is_some_and(|&c| c != 0 && c != b'/');
+    if !relative {
+        return Ok(f());
+    }
+    let here = std::env::current_dir().context("current directory")?;
+    std::env::set_current_dir(cwd).with_context(|| format!("cd {cwd}"))?;
+    let r = f();
+    std::env::set_current_dir(&here).with_context(|| format!("cd {}", here.display()))?;
+    Ok(r)
+}
+
+/// Binds `sock` to `name`. A relative path is bound from `cwd` (the
+/// process's working directory at the checkpoint), so `getsockname`
+/// returns the same name as before. A socket file left at the path by the
+/// killed process is removed first — unless something still answers there
+/// (the original still running?): never steal it.
+fn bind_name(sock: &OwnedFd, sock_type: i32, name: &[u8], cwd: &str) -> anyhow::Result<()> {
+    let (addr, len) = unix_addr(name)?;
+    let abstract_name = name.first() == Some(&0);
+    let path = if abstract_name || name.first() == Some(&b'/') {
         std::path::PathBuf::from(std::ffi::OsStr::from_bytes(name))
+    } else {
+        std::path::Path::new(cwd).join(std::ffi::OsStr::from_bytes(name))
     };
     if !abstract_name && std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_socket()) {
-        // The killed process's socket file — unless something still
-        // listens there (the original still running?): never steal it.
-        if std::os::unix::net::UnixStream::connect(&path).is_ok() {
+        let live = if sock_type == libc::SOCK_DGRAM {
+            std::os::unix::net::UnixDatagram::unbound().is_ok_and(|d| d.connect(&path).is_ok())
+        } else {
+            std::os::unix::net::UnixStream::connect(&path).is_ok()
+        };
+        if live {
             bail!(
                 "{} is in use: another process listens on it",
                 path.display()
@@ -267,30 +306,146 @@ fn listen(sock_type: i32, name: &[u8], cwd: &str, backlog: u32) -> anyhow::Resul
         }
         std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
     }
-    // bind has no *at form: a relative name is bound from its directory.
-    // `hiber restart` runs one thread here, so changing its working
-    // directory for the call is safe.
-    let back = if relative {
-        let here = std::env::current_dir().context("current directory")?;
-        std::env::set_current_dir(cwd).with_context(|| format!("cd {cwd}"))?;
-        Some(here)
-    } else {
-        None
-    };
+    let fd = sock.as_raw_fd();
     // SAFETY: bind reads `len` bytes of `addr`, which is that large.
-    let r = unsafe { libc::bind(fd, (&raw const addr).cast(), len as libc::socklen_t) };
-    let err = std::io::Error::last_os_error();
-    if let Some(here) = back {
-        std::env::set_current_dir(&here).with_context(|| format!("cd {}", here.display()))?;
-    }
+    let r = from_dir(name, cwd, || unsafe {
+        libc::bind(fd, (&raw const addr).cast(), len)
+    })?;
     if r != 0 {
-        return Err(err).context("bind");
+        return Err(std::io::Error::last_os_error()).context("bind");
     }
-    let backlog = i32::try_from(backlog).unwrap_or(libc::SOMAXCONN);
-    // SAFETY: listen on our own socket.
-    if unsafe { libc::listen(fd, backlog) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("listen");
+    Ok(())
+}
+
+/// Creates the images' datagram sockets that are not ends of a pair:
+/// servers (bound, unconnected) first, then the sockets connected to
+/// them by name. Each is bound to its name, its waiting messages are sent
+/// to it from an unnamed socket (so they come from an unnamed sender),
+/// and then it connects to its peer's name (a connected datagram socket
+/// takes messages from its peer only; and disconnecting one, as
+/// `AF_UNSPEC` would, empties its queue).
+fn datagrams(
+    images: &[&Image],
+    ends: &mut Vec<(u64, OwnedFd)>,
+    users: &mut [Vec<usize>],
+) -> anyhow::Result<()> {
+    let mut made: HashMap<(String, u64), usize> = HashMap::new();
+    let mut wanted: Vec<(usize, usize)> = Vec::new();
+    for pass in [false, true] {
+        for (i, img) in images.iter().enumerate() {
+            let host = img.identity().hostname.clone();
+            for m in img.fds()? {
+                let FdKind::UnixDgram {
+                    inode,
+                    name,
+                    peer_name,
+                    cwd,
+                    queue,
+                    sndbuf,
+                    rcvbuf,
+                    passcred,
+                    ..
+                } = m.kind
+                else {
+                    continue;
+                };
+                if peer_name.is_empty() == pass {
+                    continue; // servers in the first pass, clients in the second
+                }
+                let e = match made.get(&(host.clone(), inode)) {
+                    Some(&e) => e,
+                    None => {
+                        let shown = String::from_utf8_lossy(&name).into_owned();
+                        let seen = Seen {
+                            sock_type: libc::SOCK_DGRAM,
+                            sndbuf,
+                            rcvbuf,
+                            passcred,
+                            peek_off: -1,
+                            queue,
+                            ..Seen::default()
+                        };
+                        let fd = datagram(&seen, &name, &peer_name, &cwd).with_context(|| {
+                            format!(
+                                "unix datagram socket {shown:?} -> {:?}",
+                                String::from_utf8_lossy(&peer_name)
+                            )
+                        })?;
+                        ends.push((inode, fd));
+                        made.insert((host.clone(), inode), ends.len() - 1);
+                        ends.len() - 1
+                    }
+                };
+                wanted.push((i, e));
+            }
+        }
     }
+    for (i, e) in wanted {
+        if !users[i].contains(&e) {
+            users[i].push(e);
+        }
+    }
+    Ok(())
+}
+
+fn datagram(s: &Seen, name: &[u8], peer_name: &[u8], cwd: &str) -> anyhow::Result<OwnedFd> {
+    // SAFETY: plain socket creation.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).context("socket");
+    }
+    // SAFETY: a fresh descriptor we own.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    set_buffers(fd, s);
+    if !name.is_empty() {
+        bind_name(&sock, libc::SOCK_DGRAM, name, cwd)?;
+        // Refilled before it connects: a connected datagram socket takes
+        // messages from its peer only.
+        let (addr, len) = unix_addr(name)?;
+        // SAFETY: plain socket creation.
+        let t = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        if t < 0 {
+            return Err(std::io::Error::last_os_error()).context("socket");
+        }
+        // SAFETY: a fresh descriptor we own.
+        let temp = unsafe { OwnedFd::from_raw_fd(t) };
+        for (i, m) in s.queue.iter().enumerate() {
+            // SAFETY: sendto reads `m.len()` bytes of `m` and `len` of `addr`.
+            let r = from_dir(name, cwd, || unsafe {
+                libc::sendto(
+                    temp.as_raw_fd(),
+                    m.as_ptr().cast(),
+                    m.len(),
+                    libc::MSG_DONTWAIT,
+                    (&raw const addr).cast(),
+                    len,
+                )
+            })?;
+            if r < 0 {
+                return Err(std::io::Error::last_os_error())
+                    .with_context(|| format!("refilling message {i} of {}", s.queue.len()));
+            }
+        }
+    } else if !s.queue.is_empty() {
+        // Nothing can address an unnamed, unconnected socket.
+        eprintln!(
+            "hiber: warning: {} messages waiting on an unnamed unix datagram socket are dropped",
+            s.queue.len()
+        );
+    }
+    if !peer_name.is_empty() {
+        let (addr, len) = unix_addr(peer_name)?;
+        // SAFETY: connect reads `len` bytes of `addr`.
+        let r = from_dir(peer_name, cwd, || unsafe {
+            libc::connect(fd, (&raw const addr).cast(), len)
+        })?;
+        if r != 0 {
+            return Err(std::io::Error::last_os_error()).with_context(|| {
+                format!("connect to {:?}", String::from_utf8_lossy(peer_name))
+            });
+        }
+    }
+    set_after_refill(fd, s);
     Ok(sock)
 }
 

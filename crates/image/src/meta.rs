@@ -397,6 +397,23 @@ pub enum FdKind {
         queued: bool,
         options: Vec<SockOpt>,
     },
+    /// A UNIX datagram socket that is not one end of a pair: bound to a
+    /// name (a server), connected to a named socket (a client), or both.
+    UnixDgram {
+        inode: u64,
+        flags: i32,
+        /// Its own name (`getsockname`; empty: unbound), a path (relative
+        /// ones to `cwd`) or an abstract name starting with a NUL byte.
+        name: Vec<u8>,
+        /// The name of the socket it is connected to (empty: none).
+        peer_name: Vec<u8>,
+        cwd: String,
+        /// The messages waiting, one element each.
+        queue: Vec<Vec<u8>>,
+        sndbuf: i32,
+        rcvbuf: i32,
+        passcred: bool,
+    },
 }
 
 /// One socket option, as `getsockopt` returned it, for `setsockopt` at
@@ -471,6 +488,7 @@ impl FdKind {
             FdKind::UnixListener { .. } => "listen",
             FdKind::TcpSocket { .. } => "tcp",
             FdKind::InetSocket { .. } => "inet",
+            FdKind::UnixDgram { .. } => "unix-dgram",
             FdKind::Mqueue { .. } => "mqueue",
         }
     }

@@ -301,6 +301,19 @@ fn fd_description(kind: &FdKind) -> String {
             };
             format!("{what} socket:[{inode}] {local}{remote} flags=0{flags:o}")
         }
+        FdKind::UnixDgram {
+            inode,
+            flags,
+            name,
+            peer_name,
+            queue,
+            ..
+        } => format!(
+            "unix datagram socket:[{inode}] {:?} -> {:?} flags=0{flags:o}, {} messages waiting",
+            String::from_utf8_lossy(name),
+            String::from_utf8_lossy(peer_name),
+            queue.len()
+        ),
     }
 }
 

@@ -373,7 +373,8 @@ pub fn restore(
         FdKind::UnixSocket { inode, .. }
         | FdKind::UnixListener { inode, .. }
         | FdKind::TcpSocket { inode, .. }
-        | FdKind::InetSocket { inode, .. } => socket::inherited(*inode, &sockets).is_some(),
+        | FdKind::InetSocket { inode, .. }
+        | FdKind::UnixDgram { inode, .. } => socket::inherited(*inode, &sockets).is_some(),
         _ => false,
     };
     // fds 0-2 to something outside the computation are `hiber restart`'s,
@@ -399,6 +400,7 @@ pub fn restore(
                             | FdKind::UnixListener { .. }
                             | FdKind::TcpSocket { .. }
                             | FdKind::InetSocket { .. }
+                            | FdKind::UnixDgram { .. }
                             | FdKind::Other { .. }
                     ) && !internal(&m.kind)
                         || unreachable_stdio(m))
@@ -501,6 +503,7 @@ pub fn restore(
             | FdKind::UnixListener { inode, flags, .. }
             | FdKind::TcpSocket { inode, flags, .. }
             | FdKind::InetSocket { inode, flags, .. }
+            | FdKind::UnixDgram { inode, flags, .. }
                 if internal(&m.kind) =>
             {
                 match socket::inherited(*inode, &sockets) {
@@ -595,6 +598,10 @@ fn describe(k: &FdKind) -> String {
         FdKind::InetSocket { inode, local, .. } => {
             format!("socket:[{inode}] bound to {local:?}, not recreated")
         }
+        FdKind::UnixDgram { inode, name, .. } => format!(
+            "unix datagram socket:[{inode}] {:?}, not recreated",
+            String::from_utf8_lossy(name)
+        ),
         FdKind::EventFd { .. } => "anon_inode:[eventfd]".into(),
         FdKind::TimerFd { .. } => "anon_inode:[timerfd]".into(),
         FdKind::SignalFd { .. } => "anon_inode:[signalfd]".into(),

@@ -256,7 +256,19 @@ pub fn save(fd: i32, inode: u64, flags: i32) -> FdKind {
     let Ok(ino32) = u32::try_from(inode) else {
         return placeholder;
     };
+    let dgram = get_int(fd, libc::SO_TYPE) == Some(libc::SOCK_DGRAM);
     let peer = match diag(ino32) {
+        // A datagram socket connected to a named one that is not connected
+        // back (a client of a server), or not connected at all.
+        Ok(Diag { peer: Some(p), .. }) if dgram && !connected_back(p, ino32) => {
+            return datagram(fd, inode, flags);
+        }
+        Ok(Diag {
+            peer: None,
+            peer_closed: false,
+            state,
+            ..
+        }) if dgram && state != STATE_LISTEN => return datagram(fd, inode, flags),
         Ok(Diag { peer: Some(p), .. }) => u64::from(p),
         Ok(Diag {
             peer_closed: true, ..
@@ -279,6 +291,27 @@ pub fn save(fd: i32, inode: u64, flags: i32) -> FdKind {
     }
 }
 
+/// `peer`'s own peer is `me` (the two ends of a pair).
+fn connected_back(peer: u32, me: u32) -> bool {
+    diag(peer).is_ok_and(|d| d.peer == Some(me))
+}
+
+fn datagram(fd: i32, inode: u64, flags: i32) -> FdKind {
+    FdKind::UnixDgram {
+        inode,
+        flags,
+        name: sock_name(fd, false),
+        peer_name: sock_name(fd, true),
+        cwd: std::fs::read_link("/proc/self/cwd")
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        queue: peek_queue(fd, libc::SOCK_DGRAM),
+        sndbuf: get_int(fd, libc::SO_SNDBUF).unwrap_or(0),
+        rcvbuf: get_int(fd, libc::SO_RCVBUF).unwrap_or(0),
+        passcred: get_int(fd, libc::SO_PASSCRED).unwrap_or(0) != 0,
+    }
+}
+
 fn listener(fd: i32, inode: u64, flags: i32, d: &Diag) -> FdKind {
     let (pending, backlog) = d.rqlen.unwrap_or((0, libc::SOMAXCONN as u32));
     let cwd = std::fs::read_link("/proc/self/cwd")
@@ -288,7 +321,7 @@ fn listener(fd: i32, inode: u64, flags: i32, d: &Diag) -> FdKind {
         inode,
         sock_type: get_int(fd, libc::SO_TYPE).unwrap_or(libc::SOCK_STREAM),
         flags,
-        name: sock_name(fd),
+        name: sock_name(fd, false),
         cwd,
         backlog,
         pending,
@@ -298,14 +331,22 @@ fn listener(fd: i32, inode: u64, flags: i32, d: &Diag) -> FdKind {
     }
 }
 
-/// `sun_path` of the socket's own address: a path without its trailing
-/// NUL, or an abstract name (leading NUL, exact length); empty if unbound.
-fn sock_name(fd: i32) -> Vec<u8> {
+/// `sun_path` of the socket's own address (`peer`: of its peer's): a
+/// path without its trailing NUL, or an abstract name (leading NUL, exact
+/// length); empty if unbound.
+fn sock_name(fd: i32, peer: bool) -> Vec<u8> {
     // SAFETY: sockaddr_un is plain data; all zeroes is a valid value.
     let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
-    // SAFETY: getsockname writes at most `len` bytes into `addr`.
-    let r = unsafe { libc::getsockname(fd, (&raw mut addr).cast(), &raw mut len) };
+    let (a, l) = ((&raw mut addr).cast(), &raw mut len);
+    // SAFETY: the call writes at most `len` bytes into `addr`.
+    let r = unsafe {
+        if peer {
+            libc::getpeername(fd, a, l)
+        } else {
+            libc::getsockname(fd, a, l)
+        }
+    };
     if r != 0 {
         return Vec::new();
     }
@@ -587,5 +628,64 @@ mod tests {
         assert_eq!(queue.len(), 2, "what the peer sent before it closed");
         // SAFETY: closing our descriptor.
         unsafe { libc::close(sv[0]) };
+    }
+}
+
+#[cfg(test)]
+mod dgram_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::net::UnixDatagram;
+
+    use super::*;
+
+    /// A bound server with messages from a connected and an unconnected
+    /// client: saved with its name and queue, nothing consumed.
+    #[test]
+    fn a_datagram_server_and_its_clients() {
+        let dir = std::env::temp_dir().join(format!("hiber-dg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.sock");
+        let server = UnixDatagram::bind(&path).unwrap();
+        let c1 = UnixDatagram::unbound().unwrap();
+        c1.connect(&path).unwrap();
+        let c2 = UnixDatagram::unbound().unwrap();
+        for i in 0..4u8 {
+            c1.send(&[1, i]).unwrap();
+            c2.send_to(&[2, i, i], &path).unwrap();
+        }
+        let ino = |fd: i32| {
+            std::fs::metadata(format!("/proc/self/fd/{fd}"))
+                .unwrap()
+                .ino()
+        };
+        let k = save(server.as_raw_fd(), ino(server.as_raw_fd()), 2);
+        let FdKind::UnixDgram {
+            name,
+            peer_name,
+            queue,
+            ..
+        } = k
+        else {
+            panic!("{k:?}");
+        };
+        assert_eq!(name, path.as_os_str().as_encoded_bytes());
+        assert!(peer_name.is_empty());
+        assert_eq!(queue.len(), 8);
+        let k = save(c1.as_raw_fd(), ino(c1.as_raw_fd()), 2);
+        let FdKind::UnixDgram { peer_name, .. } = k else {
+            panic!("{k:?}");
+        };
+        assert_eq!(peer_name, path.as_os_str().as_encoded_bytes());
+        let mut buf = [0u8; 8];
+        for i in 0..4u8 {
+            assert_eq!(server.recv(&mut buf).unwrap(), 2);
+            assert_eq!(&buf[..2], &[1, i]);
+            assert_eq!(server.recv(&mut buf).unwrap(), 3);
+            assert_eq!(&buf[..3], &[2, i, i]);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
