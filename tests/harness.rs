@@ -555,3 +555,64 @@ impl Drop for ShowStderr<'_> {
         }
     }
 }
+
+/// How [`log_file_cycles`] drives a program that writes its own log files.
+pub struct LogCycles<'a> {
+    /// The log whose line count paces the cycles.
+    pub watch: &'a str,
+    /// Lines `watch` has before the first checkpoint, and before the one
+    /// of the restarted run.
+    pub first: usize,
+    pub second: usize,
+    /// Images each checkpoint writes (one per process).
+    pub images: usize,
+    /// Checkpoint once more before the first kill and let the program go
+    /// on (the checkpoint must leave it intact).
+    pub resume_first: bool,
+    /// Every log the program writes, compared with an uninterrupted run's.
+    pub logs: &'a [&'a str],
+    /// What the last restarted run prints on its stdout.
+    pub done: &'a str,
+}
+
+/// Runs `prog ARGS` once uninterrupted in `<dir>/ref`, then under hiber
+/// in `<dir>`: launch → checkpoint → SIGKILL all → restart, twice, and
+/// the last restart to its end. Every log must equal the reference run's.
+pub fn log_file_cycles(env: &Env, prog: &Path, args: &[&str], c: &LogCycles<'_>) {
+    let refdir = env.dir.join("ref");
+    std::fs::create_dir_all(&refdir).unwrap();
+    let reference = output(Command::new(prog).args(args).current_dir(&refdir)).unwrap();
+    assert!(reference.status.success(), "reference run: {reference:?}");
+    let t = Duration::from_secs(90);
+    let more = |n: usize| env.wait_lines(c.watch, env.read(c.watch).lines().count() + n, t);
+    let checkpoint = || {
+        let images = env.checkpoint(&[]);
+        assert_eq!(images.len(), c.images, "one image per process: {images:?}");
+        images
+    };
+
+    let mut run = env.launch(&[], prog, args, "run0.out");
+    env.wait_lines(c.watch, c.first, t);
+    if c.resume_first {
+        checkpoint();
+        more(3);
+    }
+    let images = checkpoint();
+    more(2);
+    env.kill_all(&mut [&mut run]);
+
+    let mut run = env.restart(&images, "run1.out");
+    env.wait_lines(c.watch, c.second, t);
+    let images = checkpoint();
+    more(2);
+    env.kill_all(&mut [&mut run]);
+
+    let mut run = env.restart(&images, "run2.out");
+    let st = env.wait(&mut run, t);
+    assert!(st.success(), "restarted run failed: {st:?}");
+    assert_eq!(env.read("run2.out"), c.done);
+    for f in c.logs {
+        let want = std::fs::read_to_string(refdir.join(f)).unwrap();
+        assert_eq!(env.read(f), want, "{f} differs from an uninterrupted run");
+    }
+}

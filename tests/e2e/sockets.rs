@@ -5,9 +5,8 @@
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use std::process::Command;
-use std::time::Duration;
 
-use hiber_e2e::Env;
+use hiber_e2e::{Env, LogCycles, log_file_cycles};
 
 /// A parent and its child exchange numbered, checksummed messages of
 /// varying sizes over a SOCK_SEQPACKET and a SOCK_STREAM socketpair, with
@@ -44,35 +43,16 @@ fn socketpair_cycles(name: &str, unprivileged: bool, extra: &[&str]) {
     }
     let prog = env.compile("unixpair", &[]);
     let args: Vec<&str> = ["50", "40"].iter().chain(extra).copied().collect();
-    let refdir = env.dir.join("ref");
-    std::fs::create_dir_all(&refdir).unwrap();
-    let reference =
-        hiber_e2e::output(Command::new(&prog).args(&args).current_dir(&refdir)).unwrap();
-    assert!(reference.status.success(), "reference run: {reference:?}");
-    let t = Duration::from_secs(90);
-
-    let mut c = env.launch(&[], &prog, &args, "run0.out");
-    env.wait_lines("p.out", 12, t);
-    let images = env.checkpoint(&[]);
-    assert_eq!(images.len(), 2, "parent and child: {images:?}");
-    env.wait_lines("p.out", env.read("p.out").lines().count() + 2, t);
-    env.kill_all(&mut [&mut c]);
-
-    let mut r = env.restart(&images, "run1.out");
-    env.wait_lines("p.out", 26, t);
-    let images = env.checkpoint(&[]);
-    assert_eq!(images.len(), 2, "{images:?}");
-    env.wait_lines("p.out", env.read("p.out").lines().count() + 2, t);
-    env.kill_all(&mut [&mut r]);
-
-    let mut r = env.restart(&images, "run2.out");
-    let st = env.wait(&mut r, t);
-    assert!(st.success(), "restarted pair failed: {st:?}");
-    assert_eq!(env.read("run2.out"), "unixpair done 0\n");
-    for f in ["p.out", "c.out"] {
-        let want = std::fs::read_to_string(refdir.join(f)).unwrap();
-        assert_eq!(env.read(f), want, "{f} differs from an uninterrupted run");
-    }
+    let cycles = LogCycles {
+        watch: "p.out",
+        first: 12,
+        second: 26,
+        images: 2,
+        resume_first: false,
+        logs: &["p.out", "c.out"],
+        done: "unixpair done 0\n",
+    };
+    log_file_cycles(&env, &prog, &args, &cycles);
 }
 
 /// Socket pairs whose other end sent everything and exited (a seqpacket
@@ -100,34 +80,14 @@ fn unix_sockets_with_data_left_by_an_exited_peer() {
 fn unix_datagram_server_and_clients() {
     let env = Env::new("unixdgram");
     let prog = env.compile("unixdgram", &[]);
-    let args = ["45", "40"];
-    let refdir = env.dir.join("ref");
-    std::fs::create_dir_all(&refdir).unwrap();
-    let reference =
-        hiber_e2e::output(Command::new(&prog).args(args).current_dir(&refdir)).unwrap();
-    assert!(reference.status.success(), "reference run: {reference:?}");
-    let t = Duration::from_secs(90);
-
-    let mut c = env.launch(&[], &prog, &args, "run0.out");
-    env.wait_lines("c1.out", 8, t);
-    let images = env.checkpoint(&[]);
-    assert_eq!(images.len(), 3, "server and two clients: {images:?}");
-    env.wait_lines("c1.out", env.read("c1.out").lines().count() + 2, t);
-    env.kill_all(&mut [&mut c]);
-
-    let mut r = env.restart(&images, "run1.out");
-    env.wait_lines("c1.out", 25, t);
-    let images = env.checkpoint(&[]);
-    assert_eq!(images.len(), 3, "{images:?}");
-    env.wait_lines("c1.out", env.read("c1.out").lines().count() + 2, t);
-    env.kill_all(&mut [&mut r]);
-
-    let mut r = env.restart(&images, "run2.out");
-    let st = env.wait(&mut r, t);
-    assert!(st.success(), "restarted server failed: {st:?}");
-    assert_eq!(env.read("run2.out"), "unixdgram done 45 45\n");
-    for f in ["s1.out", "s2.out", "c1.out"] {
-        let want = std::fs::read_to_string(refdir.join(f)).unwrap();
-        assert_eq!(env.read(f), want, "{f} differs from an uninterrupted run");
-    }
+    let cycles = LogCycles {
+        watch: "c1.out",
+        first: 8,
+        second: 25,
+        images: 3,
+        resume_first: false,
+        logs: &["s1.out", "s2.out", "c1.out"],
+        done: "unixdgram done 45 45\n",
+    };
+    log_file_cycles(&env, &prog, &["45", "40"], &cycles);
 }

@@ -9,7 +9,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use hiber_e2e::Env;
+use hiber_e2e::{Env, LogCycles, log_file_cycles};
 
 /// A server and its forked client stream checksummed blocks both ways
 /// over loopback, megabytes in flight each way at every moment. The first
@@ -42,39 +42,16 @@ fn tcp_stream_cycles(name: &str, extra: &[&str], unprivileged: bool) {
     }
     let prog = env.compile("tcpstream", &[]);
     let args: Vec<&str> = ["40", "60"].iter().chain(extra).copied().collect();
-    let refdir = env.dir.join("ref");
-    std::fs::create_dir_all(&refdir).unwrap();
-    let reference =
-        hiber_e2e::output(Command::new(&prog).args(&args).current_dir(&refdir)).unwrap();
-    assert!(reference.status.success(), "reference run: {reference:?}");
-    let t = Duration::from_secs(90);
-
-    let mut c = env.launch(&[], &prog, &args, "run0.out");
-    env.wait_lines("p.out", 5, t);
-    // A checkpoint the computation survives: drained and echoed back.
-    let first = env.checkpoint(&[]);
-    assert_eq!(first.len(), 2, "server and client: {first:?}");
-    env.wait_lines("p.out", env.read("p.out").lines().count() + 3, t);
-    let images = env.checkpoint(&[]);
-    assert_eq!(images.len(), 2, "{images:?}");
-    env.wait_lines("p.out", env.read("p.out").lines().count() + 2, t);
-    env.kill_all(&mut [&mut c]);
-
-    let mut r = env.restart(&images, "run1.out");
-    env.wait_lines("p.out", 25, t);
-    let images = env.checkpoint(&[]);
-    assert_eq!(images.len(), 2, "{images:?}");
-    env.wait_lines("p.out", env.read("p.out").lines().count() + 2, t);
-    env.kill_all(&mut [&mut r]);
-
-    let mut r = env.restart(&images, "run2.out");
-    let st = env.wait(&mut r, t);
-    assert!(st.success(), "restarted pair failed: {st:?}");
-    assert_eq!(env.read("run2.out"), "tcpstream done 0\n");
-    for f in ["p.out", "c.out"] {
-        let want = std::fs::read_to_string(refdir.join(f)).unwrap();
-        assert_eq!(env.read(f), want, "{f} differs from an uninterrupted run");
-    }
+    let cycles = LogCycles {
+        watch: "p.out",
+        first: 5,
+        second: 25,
+        images: 2,
+        resume_first: true,
+        logs: &["p.out", "c.out"],
+        done: "tcpstream done 0\n",
+    };
+    log_file_cycles(&env, &prog, &args, &cycles);
 }
 
 /// An epoll server, its UDP socket and four clients, each with requests
@@ -87,37 +64,16 @@ fn tcp_stream_cycles(name: &str, extra: &[&str], unprivileged: bool) {
 fn epoll_server_with_several_clients() {
     let env = Env::new("epollsrv");
     let prog = env.compile("epollsrv", &[]);
-    let args = ["45", "40"];
-    let refdir = env.dir.join("ref");
-    std::fs::create_dir_all(&refdir).unwrap();
-    let reference =
-        hiber_e2e::output(Command::new(&prog).args(args).current_dir(&refdir)).unwrap();
-    assert!(reference.status.success(), "reference run: {reference:?}");
-    let t = Duration::from_secs(90);
-    let logs = ["s.out", "c0.out", "c1.out", "c2.out", "c3.out"];
-
-    let mut c = env.launch(&[], &prog, &args, "run0.out");
-    env.wait_lines("c3.out", 8, t);
-    let images = env.checkpoint(&[]);
-    assert_eq!(images.len(), 5, "server and four clients: {images:?}");
-    env.wait_lines("c3.out", env.read("c3.out").lines().count() + 2, t);
-    env.kill_all(&mut [&mut c]);
-
-    let mut r = env.restart(&images, "run1.out");
-    env.wait_lines("c3.out", 28, t);
-    let images = env.checkpoint(&[]);
-    assert_eq!(images.len(), 5, "{images:?}");
-    env.wait_lines("c3.out", env.read("c3.out").lines().count() + 2, t);
-    env.kill_all(&mut [&mut r]);
-
-    let mut r = env.restart(&images, "run2.out");
-    let st = env.wait(&mut r, t);
-    assert!(st.success(), "restarted server failed: {st:?}");
-    assert_eq!(env.read("run2.out"), "epollsrv done 0\n");
-    for f in logs {
-        let want = std::fs::read_to_string(refdir.join(f)).unwrap();
-        assert_eq!(env.read(f), want, "{f} differs from an uninterrupted run");
-    }
+    let cycles = LogCycles {
+        watch: "c3.out",
+        first: 8,
+        second: 28,
+        images: 5,
+        resume_first: false,
+        logs: &["s.out", "c0.out", "c1.out", "c2.out", "c3.out"],
+        done: "epollsrv done 0\n",
+    };
+    log_file_cycles(&env, &prog, &["45", "40"], &cycles);
 }
 
 /// A "ping K" / "pong K" server run by the test itself: outside the
