@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
-packages=(gcc libc6-dev libgomp1 make bash dash mawk passwd procps util-linux python3 perl pkg-config openjdk-17-jdk-headless)
+packages=(gcc libc6-dev libgomp1 make bash dash mawk passwd procps util-linux python3 perl tmux pkg-config openjdk-17-jdk-headless)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

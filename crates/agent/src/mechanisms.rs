@@ -34,6 +34,8 @@ pub struct Restore<'a> {
     pub files: &'a [hiber_protocol::handoff::InheritedFile],
     /// UNIX socket pairs `hiber restart` recreated for the computation.
     pub sockets: &'a [hiber_protocol::handoff::InheritedSocket],
+    /// Pty pairs `hiber restart` recreated for the computation.
+    pub ptys: &'a [hiber_protocol::handoff::InheritedPty],
     pub warnings: &'a mut Vec<String>,
 }
 
@@ -65,6 +67,9 @@ pub static BUILTIN: &[&dyn Mechanism] = &[
     &crate::state::sysvipc::SysvIpc,
     &crate::state::signals::Signals,
     &crate::state::timers::Timers,
+    // Last: once the handlers are back, a program on a terminal learns
+    // that its window may have changed.
+    &crate::fd::pty::Winch,
 ];
 
 pub fn capture(ctx: &mut Capture<'_>) -> Result<(), String> {

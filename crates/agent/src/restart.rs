@@ -69,6 +69,7 @@ fn restart() -> Link {
             pipes: &args.pipes,
             files: &args.files,
             sockets: &args.sockets,
+            ptys: &args.ptys,
             warnings: &mut warnings,
         });
     } else {

@@ -308,6 +308,51 @@ pub unsafe extern "C" fn fork() -> libc::pid_t {
     pid
 }
 
+/// glibc's `forkpty` forks through its internal `__fork`, which no
+/// preloaded `fork` replaces: the child would run outside the computation.
+/// This is `forkpty` again, on `openpty` and `login_tty`, forking through
+/// our [`fork`].
+///
+/// # Safety
+/// Same contract as libc's `forkpty`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn forkpty(
+    amaster: *mut c_int,
+    name: *mut libc::c_char,
+    termp: *const libc::termios,
+    winp: *const libc::winsize,
+) -> libc::pid_t {
+    let (mut m, mut s) = (-1, -1);
+    // SAFETY: the caller's name, termios and window size, as openpty takes
+    // them; the two descriptors land in our locals.
+    if unsafe { libc::openpty(&mut m, &mut s, name, termp, winp) } < 0 {
+        return -1;
+    }
+    // SAFETY: our fork wrapper; the descriptors are the pair just opened,
+    // `amaster` is the caller's.
+    unsafe {
+        match fork() {
+            -1 => {
+                libc::close(m);
+                libc::close(s);
+                -1
+            }
+            0 => {
+                libc::close(m);
+                if libc::login_tty(s) < 0 {
+                    libc::_exit(1);
+                }
+                0
+            }
+            pid => {
+                *amaster = m;
+                libc::close(s);
+                pid
+            }
+        }
+    }
+}
+
 /// # Safety
 /// Same contract as libc's `execve`.
 #[unsafe(no_mangle)]

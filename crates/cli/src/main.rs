@@ -11,6 +11,7 @@ mod mqueue;
 mod namespace;
 mod paths;
 mod pipes;
+mod ptys;
 mod restart;
 mod shm;
 mod sockets;

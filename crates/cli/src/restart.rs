@@ -206,7 +206,9 @@ pub fn run(args: RestartArgs) -> anyhow::Result<ExitCode> {
     }
     let sockets =
         crate::sockets::Sockets::create(&prepared.iter().map(|p| &p.image).collect::<Vec<_>>())?;
+    let ptys = crate::ptys::Ptys::create(&prepared.iter().map(|p| &p.image).collect::<Vec<_>>())?;
     for (i, keep) in keeps.iter_mut().enumerate() {
+        keep.extend(ptys.fds_of(i));
         keep.extend(pipes.fds_of(i));
         keep.extend(files.fds_of(i));
         keep.extend(shm.fds_of(i));
@@ -231,12 +233,14 @@ pub fn run(args: RestartArgs) -> anyhow::Result<ExitCode> {
                     !pipes.fds_of(i).contains(fd)
                         && !files.fds_of(i).contains(fd)
                         && !sockets.fds_of(i).contains(fd)
+                        && !ptys.fds_of(i).contains(fd)
                 })
                 .collect(),
             host_proc_fd,
             pipes: pipes.inherited_by(i),
             files: files.inherited_by(i),
             sockets: sockets.inherited_by(i),
+            ptys: ptys.inherited_by(i),
         };
         let mut children: Vec<PlanChild> = tree.children[i]
             .iter()
@@ -288,8 +292,8 @@ pub fn run(args: RestartArgs) -> anyhow::Result<ExitCode> {
             });
         }
     }
-    let held = (plans, pipes, files, shm, sockets);
-    let (plans, pipes, files, shm, sockets) = if same_ids {
+    let held = (plans, pipes, files, shm, sockets, ptys);
+    let (plans, pipes, files, shm, sockets, ptys) = if same_ids {
         // Our copies of what the restorers inherited go as soon as they all
         // run (kept, they would hold pipe ends open for the whole run).
         let mut held = Some(held);
@@ -356,6 +360,9 @@ pub fn run(args: RestartArgs) -> anyhow::Result<ExitCode> {
     // And of the sockets: a reader must see end-of-file when its peer's
     // last holder closes it.
     drop(sockets);
+    // And of the ptys: a master must see the slave hang up when the last
+    // process that has it closes it.
+    drop(ptys);
     drop(prepared);
     let mut root_status = None;
     for (i, c) in children.into_iter().enumerate() {

@@ -414,6 +414,45 @@ pub enum FdKind {
         rcvbuf: i32,
         passcred: bool,
     },
+    /// The master side of a pseudo-terminal (`/dev/ptmx`, `posix_openpt`,
+    /// `openpty`, `forkpty`). `hiber restart` opens a new pair once per
+    /// `index` (the pts number changes) and hands both sides to every
+    /// process that had them.
+    PtyMaster {
+        /// The pts number at the checkpoint (fdinfo `tty-index`).
+        index: u32,
+        flags: i32,
+        /// The pair's terminal state (the slave's `termios`, window size).
+        state: TtyState,
+        /// `TIOCPKT` was on.
+        packet: bool,
+        /// `TIOCSPTLCK`: the slave was still locked (no `unlockpt` yet).
+        locked: bool,
+        /// Bytes the slave side wrote that the master had not read (output
+        /// processing already applied), drained and refilled in place at
+        /// the checkpoint.
+        from_slave: Vec<u8>,
+        /// Bytes the master wrote that the slave had not read (input
+        /// processing already applied).
+        to_slave: Vec<u8>,
+    },
+    /// The slave side of a pseudo-terminal (`/dev/pts/N`). When the master
+    /// of `index` is among the restarted images, the slave of the new pair
+    /// comes back at this number; otherwise it is the terminal the program
+    /// was started on, and is re-attached to `hiber restart`'s with its
+    /// modes.
+    PtySlave {
+        index: u32,
+        /// The path at the checkpoint (`/dev/pts/N`).
+        path: String,
+        flags: i32,
+        state: TtyState,
+        /// It is this process's controlling terminal.
+        ctty: bool,
+        /// The terminal's foreground process group (`TIOCGPGRP`), when it
+        /// is the controlling terminal; 0 otherwise.
+        fg_pgrp: i32,
+    },
 }
 
 /// One socket option, as `getsockopt` returned it, for `setsockopt` at
@@ -423,6 +462,24 @@ pub struct SockOpt {
     pub level: i32,
     pub name: i32,
     pub value: Vec<u8>,
+}
+
+/// A terminal's modes and window size.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TtyState {
+    /// `struct termios` as `TCGETS` fills it (`c_iflag`, `c_oflag`,
+    /// `c_cflag`, `c_lflag`).
+    pub iflag: u32,
+    pub oflag: u32,
+    pub cflag: u32,
+    pub lflag: u32,
+    pub line: u8,
+    /// `c_cc` (32 bytes on x86-64 glibc).
+    pub cc: Vec<u8>,
+    pub ispeed: u32,
+    pub ospeed: u32,
+    /// `TIOCGWINSZ`: rows, columns, x pixels, y pixels.
+    pub winsize: [u16; 4],
 }
 
 /// One registration of an epoll instance's interest list.
@@ -490,6 +547,8 @@ impl FdKind {
             FdKind::InetSocket { .. } => "inet",
             FdKind::UnixDgram { .. } => "unix-dgram",
             FdKind::Mqueue { .. } => "mqueue",
+            FdKind::PtyMaster { .. } => "ptmx",
+            FdKind::PtySlave { .. } => "pts",
         }
     }
 }

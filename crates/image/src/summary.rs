@@ -314,6 +314,42 @@ fn fd_description(kind: &FdKind) -> String {
             String::from_utf8_lossy(peer_name),
             queue.len()
         ),
+        FdKind::PtyMaster {
+            index,
+            flags,
+            state,
+            packet,
+            from_slave,
+            to_slave,
+            ..
+        } => format!(
+            "pty master of /dev/pts/{index} flags=0{flags:o} {}x{}{} lflag={:#o}, \
+             {} bytes from the slave, {} to it",
+            state.winsize[1],
+            state.winsize[0],
+            if *packet { " packet" } else { "" },
+            state.lflag,
+            from_slave.len(),
+            to_slave.len()
+        ),
+        FdKind::PtySlave {
+            path,
+            flags,
+            state,
+            ctty,
+            fg_pgrp,
+            ..
+        } => format!(
+            "pty slave {path} flags=0{flags:o} {}x{} lflag={:#o}{}",
+            state.winsize[1],
+            state.winsize[0],
+            state.lflag,
+            if *ctty {
+                format!(" controlling terminal, foreground group {fg_pgrp}")
+            } else {
+                String::new()
+            }
+        ),
     }
 }
 

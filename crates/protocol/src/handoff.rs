@@ -29,6 +29,20 @@ pub struct RestartArgs {
     /// within one): each pair created once by `hiber restart`, refilled,
     /// and each end inherited by every process that had it.
     pub sockets: Vec<InheritedSocket>,
+    /// Pseudo-terminal pairs whose master was in the computation: each
+    /// opened once by `hiber restart` (a new pts number), refilled, and
+    /// both sides inherited by every process that had either.
+    pub ptys: Vec<InheritedPty>,
+}
+
+/// A pty pair `hiber restart` recreated, as descriptors this process
+/// inherits (-1 for a side it did not have).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct InheritedPty {
+    /// The pts number at the checkpoint.
+    pub index: u32,
+    pub master: i32,
+    pub slave: i32,
 }
 
 /// One end of a UNIX socket pair `hiber restart` recreated, as a

@@ -10,6 +10,7 @@
 
 pub mod fmt;
 pub mod plan;
+pub mod tty;
 
 pub use syscalls::{Errno, Sysno};
 
@@ -176,6 +177,12 @@ pub fn open(path: &core::ffi::CStr, flags: u32, mode: u32) -> SysResult {
     sys!(openat, AT_FDCWD_USIZE, path.as_ptr(), flags, mode)
 }
 const AT_FDCWD_USIZE: isize = consts::AT_FDCWD as isize;
+
+/// Sleeps `ns` nanoseconds (less if a signal interrupts).
+pub fn nanosleep_ns(ns: u64) {
+    let ts = [(ns / 1_000_000_000) as i64, (ns % 1_000_000_000) as i64];
+    let _ = sys!(nanosleep, ts.as_ptr(), 0usize);
+}
 
 pub fn close(fd: i32) -> SysResult {
     sys!(close, fd)

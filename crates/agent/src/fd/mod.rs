@@ -23,6 +23,7 @@ pub mod inet;
 pub mod inotify;
 mod mqueue;
 mod pipe;
+pub mod pty;
 mod signalfd;
 mod socket;
 pub mod tcp;
@@ -31,7 +32,7 @@ mod timerfd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
 use hiber_image::meta::{FdKind, FdMeta};
-use hiber_protocol::handoff::{InheritedFile, InheritedPipe, InheritedSocket};
+use hiber_protocol::handoff::{InheritedFile, InheritedPipe, InheritedPty, InheritedSocket};
 
 /// Lowest number for the agent's own descriptors, out of the program's way
 /// (the program's first `open` must get the number it would without us).
@@ -213,6 +214,15 @@ fn save_one(fd: i32) -> Option<FdMeta> {
             flags,
             offset: file::offset(fd),
         },
+        Some(t) if t.is_char_device() && pty::is_master(&link) => {
+            pty::save_master(fd, flags).unwrap_or(FdKind::Other { link, flags })
+        }
+        Some(t)
+            if t.is_char_device()
+                && let Some(index) = meta.as_ref().and_then(|m| pty::slave_index(m.rdev())) =>
+        {
+            pty::save_slave(fd, &link, flags, index)
+        }
         Some(t) if t.is_char_device() && is_terminal(fd, &link) => {
             FdKind::Terminal { path: link, flags }
         }
@@ -306,6 +316,7 @@ pub fn restore(
     inherited: &[InheritedPipe],
     shared_files: &[InheritedFile],
     inherited_sockets: &[InheritedSocket],
+    inherited_ptys: &[InheritedPty],
 ) -> Vec<String> {
     let mut warnings = Vec::new();
     for &fd in temp_fds {
@@ -368,6 +379,32 @@ pub fn restore(
         .collect();
     held.extend(files.iter().map(|f| f.inherited));
     held.extend(sockets.iter().map(|s| s.fd).filter(|&fd| fd >= 0));
+    let ptys: Vec<InheritedPty> = inherited_ptys
+        .iter()
+        .map(|p| {
+            let high = |fd: i32| {
+                if fd < 0 {
+                    return -1;
+                }
+                // SAFETY: as for the pipes above.
+                unsafe {
+                    let h = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, PIPE_FD_BASE);
+                    libc::close(fd);
+                    h
+                }
+            };
+            InheritedPty {
+                index: p.index,
+                master: high(p.master),
+                slave: high(p.slave),
+            }
+        })
+        .collect();
+    held.extend(
+        ptys.iter()
+            .flat_map(|p| [p.master, p.slave])
+            .filter(|&fd| fd >= 0),
+    );
     let internal = |k: &FdKind| match k {
         FdKind::Pipe { inode, path, .. } => pipe::inherited(*inode, path, &pipes).is_some(),
         FdKind::UnixSocket { inode, .. }
@@ -375,6 +412,9 @@ pub fn restore(
         | FdKind::TcpSocket { inode, .. }
         | FdKind::InetSocket { inode, .. }
         | FdKind::UnixDgram { inode, .. } => socket::inherited(*inode, &sockets).is_some(),
+        FdKind::PtyMaster { index, .. } | FdKind::PtySlave { index, .. } => {
+            pty::inherited(*index, &ptys).is_some()
+        }
         _ => false,
     };
     // fds 0-2 to something outside the computation are `hiber restart`'s,
@@ -402,6 +442,7 @@ pub fn restore(
                             | FdKind::InetSocket { .. }
                             | FdKind::UnixDgram { .. }
                             | FdKind::Other { .. }
+                            | FdKind::PtySlave { .. }
                     ) && !internal(&m.kind)
                         || unreachable_stdio(m))
             })
@@ -456,6 +497,17 @@ pub fn restore(
             }
             FdKind::File { .. } | FdKind::Directory { .. } => file::restore(m, &mut warnings),
             FdKind::Terminal { path, flags } => file::reopen(path, *flags),
+            FdKind::PtyMaster { index, flags, .. } => match pty::inherited(*index, &ptys) {
+                Some(p) => pty::restore(p.master, *flags),
+                None => Err(format!("pty master of /dev/pts/{index} not recreated")),
+            },
+            FdKind::PtySlave {
+                index, path, flags, ..
+            } => match pty::inherited(*index, &ptys) {
+                Some(p) => pty::restore(p.slave, *flags),
+                // The terminal the program was started on, above 0–2.
+                None => file::reopen(path, *flags),
+            },
             FdKind::Mqueue { .. } => mqueue::restore(m),
             FdKind::Pipe {
                 inode, path, flags, ..
@@ -543,6 +595,24 @@ pub fn restore(
             }
         }
     }
+    // Terminals: a recreated pair's slave is the controlling terminal again
+    // where it was; the program's own terminal gets its modes back.
+    for m in saved.iter().filter(|m| m.dup_of.is_none() && restored.contains(&m.fd)) {
+        if let FdKind::PtySlave {
+            index,
+            state,
+            ctty,
+            fg_pgrp,
+            ..
+        } = &m.kind
+        {
+            if pty::inherited(*index, &ptys).is_none() {
+                pty::reattach_own(m.fd, state);
+            } else if *ctty {
+                pty::reattach_controlling(m.fd, *fg_pgrp, &mut warnings);
+            }
+        }
+    }
     for fd in held {
         // SAFETY: our own temporary copies of the inherited pipe ends.
         unsafe { libc::close(fd) };
@@ -610,7 +680,9 @@ fn describe(k: &FdKind) -> String {
         FdKind::Mqueue { name, .. } => format!("message queue {name}"),
         FdKind::File { path, .. }
         | FdKind::Directory { path, .. }
-        | FdKind::Terminal { path, .. } => path.clone(),
+        | FdKind::Terminal { path, .. }
+        | FdKind::PtySlave { path, .. } => path.clone(),
+        FdKind::PtyMaster { index, .. } => format!("pty master of /dev/pts/{index}"),
     }
 }
 
@@ -651,6 +723,7 @@ impl crate::mechanisms::Mechanism for Descriptors {
             ctx.pipes,
             ctx.files,
             ctx.sockets,
+            ctx.ptys,
         );
         ctx.warnings.extend(w);
     }
