@@ -39,7 +39,9 @@ fn pair_cycles(name: &str, unprivileged: bool) {
     let reference = String::from_utf8(out.stdout).unwrap();
     assert!(
         reference.ends_with("child exit 0\nptypair done\n")
-            && reference.contains("icanon=0 echo=0 isig=0 opost=0 icrnl=0 ws=40x132 winch=1 fg=1 leader=1 ctty=1"),
+            && reference.contains(
+                "icanon=0 echo=0 isig=0 opost=0 icrnl=0 ws=40x132 winch=1 fg=1 leader=1 ctty=1"
+            ),
         "the uninterrupted run:\n{reference}"
     );
     kill_restart_cycles(&env, &reference, &[], &prog, &[rounds], 2);

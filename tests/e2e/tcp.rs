@@ -112,8 +112,7 @@ fn outside_server_connection_comes_back_closed_and_the_program_reconnects() {
     let args = [port.as_str(), "60", "40"];
     let refdir = env.dir.join("ref");
     std::fs::create_dir_all(&refdir).unwrap();
-    let reference =
-        hiber_e2e::output(Command::new(&prog).args(args).current_dir(&refdir)).unwrap();
+    let reference = hiber_e2e::output(Command::new(&prog).args(args).current_dir(&refdir)).unwrap();
     assert!(reference.status.success(), "reference run: {reference:?}");
     let t = Duration::from_secs(90);
 
@@ -123,7 +122,11 @@ fn outside_server_connection_comes_back_closed_and_the_program_reconnects() {
     assert_eq!(images.len(), 1, "{images:?}");
     env.wait_lines("log.out", env.read("log.out").lines().count() + 2, t);
     env.kill_all(&mut [&mut c]);
-    assert_eq!(env.read("reconnects.out"), "", "no reconnect before the restart");
+    assert_eq!(
+        env.read("reconnects.out"),
+        "",
+        "no reconnect before the restart"
+    );
 
     let mut cmd = env.cmd();
     cmd.arg("restart")
@@ -144,5 +147,9 @@ fn outside_server_connection_comes_back_closed_and_the_program_reconnects() {
         "the program saw its connection end and connected again"
     );
     let want = std::fs::read_to_string(refdir.join("log.out")).unwrap();
-    assert_eq!(env.read("log.out"), want, "log differs from an uninterrupted run");
+    assert_eq!(
+        env.read("log.out"),
+        want,
+        "log differs from an uninterrupted run"
+    );
 }

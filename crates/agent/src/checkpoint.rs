@@ -819,7 +819,9 @@ fn checkpoint(link: &mut Link, generation: u64, opts: &CheckpointOptions) -> Res
     }
     crate::events::pre_checkpoint();
     if !tcp_ends.is_empty() {
-        let plan = tcp_plan.as_ref().map(|(m, r): &(Vec<u8>, Vec<_>)| (&m[..], &r[..]));
+        let plan = tcp_plan
+            .as_ref()
+            .map(|(m, r): &(Vec<u8>, Vec<_>)| (&m[..], &r[..]));
         for w in crate::fd::tcp::prepare(&tcp_ends, plan) {
             log::warn(&w);
         }

@@ -43,8 +43,9 @@ pub fn load_plugins() {
     let mut n = 0;
     for path in list.split(':').filter(|p| !p.is_empty()) {
         let Ok(c) = CString::new(path) else { continue };
-        // SAFETY: dlopen/dlsym with NUL-terminated strings; the plugin's
+        // dlopen/dlsym with NUL-terminated strings; the plugin's
         // entry point has the documented signature.
+        // SAFETY: see just above.
         unsafe {
             let h = libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
             if h.is_null() {
@@ -98,8 +99,9 @@ fn callbacks(ev: c_int) {
     for (cf, cd) in &CALLBACKS {
         let f = cf.load(Acquire);
         if f != 0 && f != usize::MAX {
-            // SAFETY: registered through hiber_register_callback with the
+            // registered through hiber_register_callback with the
             // documented signature.
+            // SAFETY: see just above.
             unsafe {
                 std::mem::transmute::<usize, CallbackFn>(f)(ev, cd.load(Relaxed) as *mut c_void)
             };
@@ -122,8 +124,9 @@ pub fn with_link<R>(f: impl FnOnce(&mut Link) -> R) -> Option<R> {
     if p.is_null() || !crate::threads::suspend::is_agent_thread(hiber_sys::gettid()) {
         return None;
     }
-    // SAFETY: `lend` keeps the link alive and exclusively ours (this is the
+    // `lend` keeps the link alive and exclusively ours (this is the
     // checkpoint thread, inside `lend`) until it clears the pointer.
+    // SAFETY: see just above.
     Some(f(unsafe { &mut *p }))
 }
 

@@ -13,8 +13,9 @@ macro_rules! real {
                 as usize;
             PTR.store(p, std::sync::atomic::Ordering::Relaxed);
         }
-        // SAFETY: `p` is glibc's definition of this very function, whose
+        // `p` is glibc's definition of this very function, whose
         // C signature is `$ty`.
+        // SAFETY: see just above.
         unsafe { std::mem::transmute::<usize, $ty>(p) }
     }};
 }

@@ -323,13 +323,15 @@ pub unsafe extern "C" fn forkpty(
     winp: *const libc::winsize,
 ) -> libc::pid_t {
     let (mut m, mut s) = (-1, -1);
-    // SAFETY: the caller's name, termios and window size, as openpty takes
+    // the caller's name, termios and window size, as openpty takes
     // them; the two descriptors land in our locals.
+    // SAFETY: see just above.
     if unsafe { libc::openpty(&mut m, &mut s, name, termp, winp) } < 0 {
         return -1;
     }
-    // SAFETY: our fork wrapper; the descriptors are the pair just opened,
+    // our fork wrapper; the descriptors are the pair just opened,
     // `amaster` is the caller's.
+    // SAFETY: see just above.
     unsafe {
         match fork() {
             -1 => {
@@ -714,8 +716,9 @@ pub unsafe extern "C" fn setsockopt(
         && len as usize >= std::mem::size_of::<c_int>()
     {
         let e = errno();
-        // SAFETY: the call succeeded, so `value` points to at least `len`
+        // the call succeeded, so `value` points to at least `len`
         // ≥ 4 readable bytes; they need not be aligned.
+        // SAFETY: see just above.
         let v = unsafe { value.cast::<c_int>().read_unaligned() };
         crate::fd::inet::note_setsockopt(fd, level, name, v);
         // SAFETY: restores this thread's errno.

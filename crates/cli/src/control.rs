@@ -302,8 +302,9 @@ fn daemonize(addr: SocketAddr) -> anyhow::Result<()> {
         None => null.try_clone().context("/dev/null")?,
     };
     std::io::stdout().flush().context("stdout")?;
-    // SAFETY: the CLI is single-threaded here (nothing has spawned a thread),
+    // the CLI is single-threaded here (nothing has spawned a thread),
     // so the child gets a consistent copy of every lock and allocator state.
+    // SAFETY: see just above.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(std::io::Error::last_os_error()).context("fork");
@@ -313,12 +314,14 @@ fn daemonize(addr: SocketAddr) -> anyhow::Result<()> {
         let _ = std::io::stdout().flush();
         std::process::exit(0);
     }
-    // SAFETY: setsid takes no arguments; in a freshly forked child (not a
+    // setsid takes no arguments; in a freshly forked child (not a
     // group leader) it cannot fail in a way that matters to us.
+    // SAFETY: see just above.
     unsafe { libc::setsid() };
     for (src, dst) in [(&null, 0), (&log, 1), (&log, 2)] {
-        // SAFETY: both descriptors are open: `src` is owned by a live `File`,
+        // both descriptors are open: `src` is owned by a live `File`,
         // and dup2 atomically replaces `dst`.
+        // SAFETY: see just above.
         if unsafe { libc::dup2(src.as_raw_fd(), dst) } < 0 {
             return Err(std::io::Error::last_os_error()).context("redirecting standard streams");
         }

@@ -173,9 +173,8 @@ pub fn create(
         };
         match peer {
             Some(k) => {
-                let (a, b) = connection(e, &tcp[k]).with_context(|| {
-                    format!("reconnecting tcp {} <-> {}", e.local, e.remote)
-                })?;
+                let (a, b) = connection(e, &tcp[k])
+                    .with_context(|| format!("reconnecting tcp {} <-> {}", e.local, e.remote))?;
                 made[j] = Some(a);
                 made[k] = Some(b);
             }
@@ -200,9 +199,8 @@ pub fn create(
     }
     let mut later: Vec<(Socket, Vec<SockOpt>)> = Vec::new();
     for u in &other {
-        let s = unconnected(u).with_context(|| {
-            format!("{} socket:[{}] {}", kind_name(u), u.inode, u.local)
-        })?;
+        let s = unconnected(u)
+            .with_context(|| format!("{} socket:[{}] {}", kind_name(u), u.inode, u.local))?;
         later.push((s, u.options.clone()));
     }
     // Options last (see the module docs).
@@ -243,9 +241,13 @@ fn parse(a: &str) -> anyhow::Result<SocketAddr> {
         .with_context(|| format!("bad socket address {a:?} in the image"))
 }
 
-fn new_socket(addr: &SocketAddr, ty: Type, proto: Protocol, opts: &[SockOpt]) -> anyhow::Result<Socket> {
-    let s = Socket::new(Domain::for_address(*addr), ty.cloexec(), Some(proto))
-        .context("socket")?;
+fn new_socket(
+    addr: &SocketAddr,
+    ty: Type,
+    proto: Protocol,
+    opts: &[SockOpt],
+) -> anyhow::Result<Socket> {
+    let s = Socket::new(Domain::for_address(*addr), ty.cloexec(), Some(proto)).context("socket")?;
     // IPV6_V6ONLY only counts before bind.
     set_options(&s, opts, true);
     Ok(s)
@@ -326,7 +328,11 @@ fn connection(a: &End, b: &End) -> anyhow::Result<(Socket, Socket)> {
 fn closed(e: &End) -> anyhow::Result<Socket> {
     let local = parse(&e.local)?;
     let lo = loopback_like(&local);
-    let l = Socket::new(Domain::for_address(lo), Type::STREAM.cloexec(), Some(Protocol::TCP))?;
+    let l = Socket::new(
+        Domain::for_address(lo),
+        Type::STREAM.cloexec(),
+        Some(Protocol::TCP),
+    )?;
     l.bind(&SockAddr::from(lo)).context("bind")?;
     l.listen(1).context("listen")?;
     let target = l.local_addr()?;
@@ -425,7 +431,11 @@ fn unconnected(u: &Unconnected) -> anyhow::Result<Socket> {
         eprintln!(
             "hiber: warning: datagrams waiting on udp socket {} were not kept (dropped, \
              as the network may)",
-            if u.local.is_empty() { "(unbound)" } else { &u.local }
+            if u.local.is_empty() {
+                "(unbound)"
+            } else {
+                &u.local
+            }
         );
     }
     Ok(s)
@@ -516,7 +526,10 @@ mod tests {
         drop(ta);
         let mut want = big;
         want.extend_from_slice(b"more");
-        assert!(reader.join().unwrap() == want, "b's bytes, then the new ones");
+        assert!(
+            reader.join().unwrap() == want,
+            "b's bytes, then the new ones"
+        );
     }
 
     #[test]
@@ -550,6 +563,9 @@ mod tests {
         assert!(format!("{e:#}").contains("is taken"), "{e:#}");
         drop(taken);
         let s = unconnected(&u).unwrap();
-        assert_eq!(s.local_addr().unwrap().as_socket().unwrap().to_string(), u.local);
+        assert_eq!(
+            s.local_addr().unwrap().as_socket().unwrap().to_string(),
+            u.local
+        );
     }
 }

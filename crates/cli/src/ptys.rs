@@ -60,14 +60,16 @@ impl Ptys {
                         to_slave,
                         ..
                     } => {
-                        let s = masters.entry((host.clone(), index)).or_insert_with(|| Seen {
-                            state,
-                            packet,
-                            locked,
-                            from_slave: Vec::new(),
-                            to_slave: Vec::new(),
-                            users: Vec::new(),
-                        });
+                        let s = masters
+                            .entry((host.clone(), index))
+                            .or_insert_with(|| Seen {
+                                state,
+                                packet,
+                                locked,
+                                from_slave: Vec::new(),
+                                to_slave: Vec::new(),
+                                users: Vec::new(),
+                            });
                         // Every holder drained and refilled the pair in
                         // turn: the longest record is the whole of it.
                         if from_slave.len() > s.from_slave.len() {

@@ -440,9 +440,8 @@ fn datagram(s: &Seen, name: &[u8], peer_name: &[u8], cwd: &str) -> anyhow::Resul
             libc::connect(fd, (&raw const addr).cast(), len)
         })?;
         if r != 0 {
-            return Err(std::io::Error::last_os_error()).with_context(|| {
-                format!("connect to {:?}", String::from_utf8_lossy(peer_name))
-            });
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("connect to {:?}", String::from_utf8_lossy(peer_name)));
         }
     }
     set_after_refill(fd, s);

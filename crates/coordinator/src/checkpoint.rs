@@ -456,8 +456,11 @@ impl Coordinator {
     /// which have a peer in the computation (`tcp.rs`), before the release.
     fn send_tcp_plans(&mut self) {
         let Some(ck) = self.ckpt.as_ref() else { return };
-        let mut members: Vec<(&Token, &Member)> =
-            ck.members.iter().filter(|(_, m)| !m.tcp.is_empty()).collect();
+        let mut members: Vec<(&Token, &Member)> = ck
+            .members
+            .iter()
+            .filter(|(_, m)| !m.tcp.is_empty())
+            .collect();
         if members.is_empty() {
             return;
         }
@@ -475,7 +478,10 @@ impl Coordinator {
         let mut marker = vec![0u8; 32];
         if let Err(e) = hiber_protocol::cookie::fill_random(&mut marker) {
             warn!("no random marker for TCP draining: {e}");
-            marker.iter_mut().enumerate().for_each(|(i, b)| *b = i as u8 ^ 0xa5);
+            marker
+                .iter_mut()
+                .enumerate()
+                .for_each(|(i, b)| *b = i as u8 ^ 0xa5);
         }
         let generation = ck.generation;
         for (token, ends) in plans {

@@ -16,8 +16,8 @@
 //! end still has unacknowledged bytes: otherwise every byte in flight is in
 //! a receive queue already and peeking at it is enough.
 
-use std::collections::HashMap;
 use hiber_protocol::{TcpEnd, TcpRole};
+use std::collections::HashMap;
 
 /// One process's list, with its host.
 pub(crate) struct Listed<'a, K> {
@@ -45,7 +45,9 @@ pub(crate) fn plan<K: Clone>(listed: &[Listed<'_, K>]) -> Vec<(K, Vec<TcpRole>)>
                 .ends
                 .iter()
                 .map(|e| {
-                    let peer = by_key.get(&TcpEnd::key(l.host, &e.remote, &e.local)).copied();
+                    let peer = by_key
+                        .get(&TcpEnd::key(l.host, &e.remote, &e.local))
+                        .copied();
                     // A socket connected to itself (or a listing of the same
                     // end twice) is not a pair.
                     let peer = peer.filter(|p| p.inode != e.inode || e.local != e.remote);
@@ -100,12 +102,15 @@ mod tests {
             },
         ];
         let p = plan(&listed);
-        assert_eq!(p[0].1[0], TcpRole {
-            inode: 1,
-            internal: true,
-            leader: true,
-            drain: true
-        });
+        assert_eq!(
+            p[0].1[0],
+            TcpRole {
+                inode: 1,
+                internal: true,
+                leader: true,
+                drain: true
+            }
+        );
         assert!(!p[0].1[1].internal, "a web server is outside");
         assert!(p[1].1[0].internal && p[1].1[0].drain);
     }
@@ -137,7 +142,10 @@ mod tests {
         let p = plan(&listed("h2"));
         assert!(!p[0].1[0].internal && !p[1].1[0].internal);
         let p = plan(&listed("h1"));
-        assert!(p[0].1[0].internal && !p[0].1[0].drain, "nothing unsent: peek");
+        assert!(
+            p[0].1[0].internal && !p[0].1[0].drain,
+            "nothing unsent: peek"
+        );
         assert!(!p[2].1[0].internal);
     }
 

@@ -272,7 +272,11 @@ fn fd_description(kind: &FdKind) -> String {
             ..
         } => format!(
             "tcp socket:[{inode}] {local} -> {remote} ({}) flags=0{flags:o}{}",
-            if *internal { "in the computation" } else { "outside" },
+            if *internal {
+                "in the computation"
+            } else {
+                "outside"
+            },
             queue
                 .as_ref()
                 .map_or(String::new(), |q| format!(", {} bytes unread", q.len()))

@@ -153,8 +153,9 @@ impl Scratch {
 /// the copy is a `memmove` through raw pointers.
 fn snapshot<'b>(src: &[u8], dst: &'b mut [u8]) -> &'b [u8] {
     let len = src.len().min(dst.len());
-    // SAFETY: both ranges are valid for `len` bytes; `ptr::copy` allows
+    // both ranges are valid for `len` bytes; `ptr::copy` allows
     // them to overlap.
+    // SAFETY: see just above.
     unsafe { std::ptr::copy(src.as_ptr(), dst.as_mut_ptr(), len) };
     &dst[..len]
 }

@@ -25,8 +25,9 @@ pub(crate) fn compress_bound(len: usize) -> usize {
 }
 
 fn error_name(code: usize) -> &'static str {
-    // SAFETY: ZSTD_getErrorName returns a pointer to a static NUL-terminated
+    // ZSTD_getErrorName returns a pointer to a static NUL-terminated
     // string for any input, including non-error codes.
+    // SAFETY: see just above.
     let name = unsafe { CStr::from_ptr(zstd_sys::ZSTD_getErrorName(code)) };
     name.to_str().unwrap_or("unknown zstd error")
 }
@@ -69,9 +70,10 @@ impl StaticCctx {
         }
         let mut workspace = vec![0u64; size.div_ceil(8)];
         let bytes = workspace.len() * 8;
-        // SAFETY: `workspace` is 8-byte aligned, `bytes` long and owned by
+        // `workspace` is 8-byte aligned, `bytes` long and owned by
         // the returned value, which keeps it alive (and unmoved: moving a
         // Vec doesn't move its buffer) as long as the context is used.
+        // SAFETY: see just above.
         let raw = unsafe { zstd_sys::ZSTD_initStaticCCtx(workspace.as_mut_ptr().cast(), bytes) };
         let cctx = NonNull::new(raw).ok_or("ZSTD_initStaticCCtx refused the workspace")?;
         Ok(StaticCctx {
@@ -86,9 +88,10 @@ impl StaticCctx {
     /// too small, which callers use as "doesn't shrink" by passing a `dst`
     /// no larger than `src`.
     pub(crate) fn compress(&mut self, dst: &mut [u8], src: &[u8]) -> Result<usize, &'static str> {
-        // SAFETY: `cctx` was initialised in `new` on a workspace we still own
+        // `cctx` was initialised in `new` on a workspace we still own
         // and is used exclusively (`&mut self`); `dst` and `src` are valid
         // for their lengths and don't overlap (one is `&mut`).
+        // SAFETY: see just above.
         let n = unsafe {
             zstd_sys::ZSTD_compressCCtx(
                 self.cctx.as_ptr(),

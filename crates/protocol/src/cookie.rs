@@ -175,8 +175,9 @@ pub fn fill_random(buf: &mut [u8]) -> io::Result<()> {
     let mut done = 0;
     while done < buf.len() {
         let rest = &mut buf[done..];
-        // SAFETY: `rest` is a valid, writable buffer of `rest.len()` bytes for
+        // `rest` is a valid, writable buffer of `rest.len()` bytes for
         // the duration of the call.
+        // SAFETY: see just above.
         let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
         if n < 0 {
             let e = io::Error::last_os_error();

@@ -35,8 +35,9 @@ pub fn read_self() {
         Ok(fd) => fd as i32,
         Err(e) => crate::die("cannot open /proc/self/maps", e.into_raw() as u64),
     };
-    // SAFETY: the restorer is single-threaded and these statics are only
+    // the restorer is single-threaded and these statics are only
     // touched from here and `current`, never concurrently.
+    // SAFETY: see just above.
     let buf = unsafe { &mut *core::ptr::addr_of_mut!(BUF) };
     let mut len = 0;
     loop {
@@ -95,8 +96,9 @@ fn parse_line(line: &[u8]) -> Mapping {
 }
 
 pub fn current() -> &'static [Mapping] {
-    // SAFETY: written once by `read_self` before any reader runs; the
+    // written once by `read_self` before any reader runs; the
     // restorer is single-threaded.
+    // SAFETY: see just above.
     unsafe { (&*core::ptr::addr_of!(LIST)).get(..COUNT).unwrap_or(&[]) }
 }
 

@@ -34,8 +34,9 @@ pub unsafe extern "C" fn memmove(dst: *mut u8, src: *const u8, n: usize) -> *mut
         // SAFETY: forward copy is safe when dst does not start inside src.
         unsafe { memcpy(dst, src, n) }
     } else {
-        // SAFETY: backwards copy (direction flag set and cleared again)
+        // backwards copy (direction flag set and cleared again)
         // handles dst inside src.
+        // SAFETY: see just above.
         unsafe {
             asm!("std", "rep movsb", "cld",
                  inout("rcx") n => _, inout("rdi") dst.add(n - 1) => _, inout("rsi") src.add(n - 1) => _,
@@ -63,8 +64,9 @@ pub unsafe extern "C" fn memset(dst: *mut u8, c: i32, n: usize) -> *mut u8 {
 pub unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
     let mut i = 0;
     while i < n {
-        // SAFETY: i < n, inside both ranges; volatile keeps LLVM from
+        // i < n, inside both ranges; volatile keeps LLVM from
         // turning this loop into a memcmp call.
+        // SAFETY: see just above.
         let (x, y) = unsafe {
             (
                 core::ptr::read_volatile(a.add(i)),
@@ -92,8 +94,9 @@ pub unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn strlen(s: *const u8) -> usize {
     let mut n = 0;
-    // SAFETY: the string is NUL-terminated, so every read up to the NUL is
+    // the string is NUL-terminated, so every read up to the NUL is
     // in bounds.
+    // SAFETY: see just above.
     while unsafe { core::ptr::read_volatile(s.add(n)) } != 0 {
         n += 1;
     }

@@ -53,8 +53,9 @@ pub unsafe fn relocate(running: u64, target: u64) {
     let (mut rela, mut relasz) = (0u64, 0u64);
     let mut p = dyn_ptr as *const [u64; 2];
     loop {
-        // SAFETY: the dynamic section is a DT_NULL-terminated array of
+        // the dynamic section is a DT_NULL-terminated array of
         // (tag, value) pairs inside our own image.
+        // SAFETY: see just above.
         let [tag, val] = unsafe { core::ptr::read_volatile(p) };
         match tag {
             DT_NULL => break,

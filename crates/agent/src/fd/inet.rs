@@ -89,9 +89,8 @@ pub fn note_setsockopt(fd: i32, level: i32, name: i32, value: i32) {
         });
     let shift = if name == libc::SO_SNDBUF { 0 } else { 32 };
     let mask = 0xffff_ffffu64 << shift;
-    let _ = SET_SIZES[slot].fetch_update(Relaxed, Relaxed, |old| {
-        Some((old & !mask) | (v << shift))
-    });
+    let _ =
+        SET_SIZES[slot].fetch_update(Relaxed, Relaxed, |old| Some((old & !mask) | (v << shift)));
 }
 
 /// Notes the buffer sizes among `options` (a restored socket's) as set by
@@ -194,8 +193,9 @@ pub fn address(fd: i32, peer: bool) -> Option<SocketAddr> {
 fn from_storage(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
     match i32::from(ss.ss_family) {
         libc::AF_INET => {
-            // SAFETY: the family says the storage holds a sockaddr_in, and
+            // the family says the storage holds a sockaddr_in, and
             // sockaddr_storage is large and aligned enough for it.
+            // SAFETY: see just above.
             let a = unsafe { &*(std::ptr::from_ref(ss).cast::<libc::sockaddr_in>()) };
             let ip = std::net::Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
             Some(SocketAddr::from((ip, u16::from_be(a.sin_port))))

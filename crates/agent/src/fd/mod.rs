@@ -597,7 +597,10 @@ pub fn restore(
     }
     // Terminals: a recreated pair's slave is the controlling terminal again
     // where it was; the program's own terminal gets its modes back.
-    for m in saved.iter().filter(|m| m.dup_of.is_none() && restored.contains(&m.fd)) {
+    for m in saved
+        .iter()
+        .filter(|m| m.dup_of.is_none() && restored.contains(&m.fd))
+    {
         if let FdKind::PtySlave {
             index,
             state,

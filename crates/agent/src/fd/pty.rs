@@ -223,7 +223,9 @@ pub fn reattach_controlling(fd: i32, fg_pgrp: i32, warnings: &mut Vec<String>) {
         return;
     }
     if let Err(e) = tty::set_controlling(fd) {
-        warnings.push(format!("fd {fd}: cannot be the controlling terminal again: {e}"));
+        warnings.push(format!(
+            "fd {fd}: cannot be the controlling terminal again: {e}"
+        ));
         return;
     }
     if fg_pgrp > 0 {
@@ -277,8 +279,9 @@ impl crate::mechanisms::Mechanism for Winch {
     fn restore(&self, _ctx: &mut crate::mechanisms::Restore<'_>) {
         if WINCH.swap(false, Relaxed) {
             let pid = hiber_sys::getpid();
-            // SAFETY: a signal to ourselves; it stays pending until a
+            // a signal to ourselves; it stays pending until a
             // thread that does not block it runs.
+            // SAFETY: see just above.
             unsafe { libc::kill(pid as i32, libc::SIGWINCH) };
         }
     }

@@ -238,7 +238,8 @@ impl Drain {
                 let at = from + p;
                 self.marker_at = Some(at);
                 let mine = self.input[..at].to_vec();
-                self.out.extend_from_slice(&(mine.len() as u64).to_le_bytes());
+                self.out
+                    .extend_from_slice(&(mine.len() as u64).to_le_bytes());
                 self.out.extend_from_slice(&mine);
             }
         }
@@ -305,9 +306,8 @@ fn drain(sockets: &[(i32, u64)], marker: &[u8]) -> Vec<(u64, Vec<u8>, Option<Str
                     break;
                 }
                 // SAFETY: recv writes at most `want` ≤ `buf.len()` bytes.
-                let n = unsafe {
-                    libc::recv(d.fd, buf.as_mut_ptr().cast(), want, libc::MSG_DONTWAIT)
-                };
+                let n =
+                    unsafe { libc::recv(d.fd, buf.as_mut_ptr().cast(), want, libc::MSG_DONTWAIT) };
                 if n < 0 {
                     let e = std::io::Error::last_os_error();
                     if e.kind() != std::io::ErrorKind::WouldBlock {

@@ -90,8 +90,9 @@ impl Scanner {
                 return_mask: PAGE_IS_PRESENT | PAGE_IS_SWAPPED | PAGE_IS_PFNZERO,
                 ..Default::default()
             };
-            // SAFETY: PAGEMAP_SCAN reads `arg` and writes at most `vec_len`
+            // PAGEMAP_SCAN reads `arg` and writes at most `vec_len`
             // regions into `self.regions`, which outlives the call.
+            // SAFETY: see just above.
             let n = unsafe {
                 libc::ioctl(
                     self.pagemap.as_raw_fd(),
@@ -124,8 +125,9 @@ impl Scanner {
         let last = end / PAGE;
         while page < last {
             let n = ((last - page) as usize).min(self.entries.len());
-            // SAFETY: u64 has no invalid bit patterns; we view the buffer as
+            // u64 has no invalid bit patterns; we view the buffer as
             // bytes to read pagemap entries into it.
+            // SAFETY: see just above.
             let bytes = unsafe {
                 std::slice::from_raw_parts_mut(self.entries.as_mut_ptr().cast::<u8>(), n * 8)
             };

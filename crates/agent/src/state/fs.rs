@@ -7,8 +7,9 @@ pub fn save_cwd() -> String {
 }
 
 pub fn save_umask() -> u32 {
-    // SAFETY: umask cannot fail; the program's threads are stopped, so the
+    // umask cannot fail; the program's threads are stopped, so the
     // brief change is invisible.
+    // SAFETY: see just above.
     unsafe {
         let m = libc::umask(0o022);
         libc::umask(m);

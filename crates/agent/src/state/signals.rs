@@ -29,8 +29,9 @@ pub fn restore(actions: &[SigAction]) -> Vec<String> {
             restorer: a.restorer,
             mask: a.mask,
         };
-        // SAFETY: the handler and restorer addresses are those the process
+        // the handler and restorer addresses are those the process
         // had, and its memory is restored at the same addresses.
+        // SAFETY: see just above.
         if let Err(e) = unsafe { hiber_sys::rt_sigaction_set(a.signo, &k) } {
             warnings.push(format!(
                 "cannot restore the handler of signal {}: {e}",

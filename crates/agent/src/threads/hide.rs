@@ -32,8 +32,9 @@ fn is_own_task_dir(fd: libc::c_int) -> bool {
         return false;
     }
     let mut target = [0u8; 64];
-    // SAFETY: `link` is NUL-terminated; `target` is a writable buffer of the
+    // `link` is NUL-terminated; `target` is a writable buffer of the
     // length passed.
+    // SAFETY: see just above.
     let n = unsafe {
         libc::readlink(
             link.as_ptr().cast::<c_char>(),

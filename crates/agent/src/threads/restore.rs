@@ -82,8 +82,9 @@ pub unsafe extern "C" fn hiber_restart_entry(h: *const Handoff) -> ! {
         fail("bad handoff from the restorer", h.magic);
     }
     let len = (h.args_len as usize).min(65536);
-    // SAFETY: the args lie in the hole (still mapped); ARGS is only written
+    // the args lie in the hole (still mapped); ARGS is only written
     // here, before any other thread exists.
+    // SAFETY: see just above.
     unsafe {
         std::ptr::copy_nonoverlapping(
             h.args_ptr as *const u8,
@@ -162,8 +163,9 @@ extern "C" fn main_thread_restart() -> ! {
         }
         let top = stacks + TEMP_STACK * (next_stack + 1);
         next_stack += 1;
-        // SAFETY: TLS, tid word and stack all belong to this thread's saved
+        // TLS, tid word and stack all belong to this thread's saved
         // state or to the stacks mapped above.
+        // SAFETY: see just above.
         let r = unsafe {
             clone_thread(
                 s.fs_base.load(Relaxed),
@@ -228,8 +230,9 @@ fn per_thread_state(s: &Slot) {
     if let Some(mask) = s.affinity() {
         let _ = hiber_sys::sched_setaffinity_self(&mask);
     }
-    // SAFETY: each value is this thread's own, as saved at the checkpoint,
+    // each value is this thread's own, as saved at the checkpoint,
     // pointing into restored memory.
+    // SAFETY: see just above.
     unsafe {
         let head = s.robust_head.load(Relaxed);
         if head != 0 {
@@ -261,9 +264,10 @@ fn park_then_return(s: &Slot) -> ! {
         hiber_sys::futex_wait(&GO, 0);
     }
     let uc = s.uc.load(Relaxed);
-    // SAFETY: `uc` is the thread's saved signal frame (ucontext) on its own
+    // `uc` is the thread's saved signal frame (ucontext) on its own
     // restored stack; rt_sigreturn reloads every register, the FPU state and
     // the signal mask from it. LEFT is bumped with no stack use after it.
+    // SAFETY: see just above.
     unsafe {
         asm!(
             "lock inc dword ptr [{left}]",
@@ -328,10 +332,11 @@ unsafe fn clone_thread(
     }
     loop {
         let ret: i64;
-        // SAFETY: clone3(2) with a filled clone_args (`tid` outlives the
+        // clone3(2) with a filled clone_args (`tid` outlives the
         // call); the child starts on `stack + stack_size` with the parent's
         // registers, finds `entry`/`arg` in r12/r13 and calls it without
         // touching the parent's stack.
+        // SAFETY: see just above.
         unsafe {
             asm!(
                 "syscall",
