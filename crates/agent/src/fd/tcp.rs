@@ -305,9 +305,9 @@ fn drain(sockets: &[(i32, u64)], marker: &[u8]) -> Vec<(u64, Vec<u8>, Option<Str
                 if d.echoed || want == 0 || d.broken.is_some() {
                     break;
                 }
+                let (fd, out) = (d.fd, buf.as_mut_ptr().cast());
                 // SAFETY: recv writes at most `want` ≤ `buf.len()` bytes.
-                let n =
-                    unsafe { libc::recv(d.fd, buf.as_mut_ptr().cast(), want, libc::MSG_DONTWAIT) };
+                let n = unsafe { libc::recv(fd, out, want, libc::MSG_DONTWAIT) };
                 if n < 0 {
                     let e = std::io::Error::last_os_error();
                     if e.kind() != std::io::ErrorKind::WouldBlock {
