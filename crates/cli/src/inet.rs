@@ -28,25 +28,22 @@ use anyhow::{Context, bail};
 use hiber_image::Image;
 use hiber_image::meta::{FdKind, SockOpt};
 use hiber_protocol::TcpEnd;
+
+use crate::sockets::{add, collect};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 /// One connected TCP socket of the images.
 struct End {
-    host: String,
-    inode: u64,
     local: String,
     remote: String,
     internal: bool,
     queue: Option<Vec<u8>>,
     shut_wr: bool,
     options: Vec<SockOpt>,
-    users: Vec<usize>,
 }
 
 /// One unconnected TCP socket or UDP socket of the images.
 struct Unconnected {
-    host: String,
-    inode: u64,
     family: i32,
     sock_type: i32,
     protocol: i32,
@@ -55,7 +52,6 @@ struct Unconnected {
     listen: Option<u32>,
     queued: bool,
     options: Vec<SockOpt>,
-    users: Vec<usize>,
 }
 
 /// Creates the images' TCP and UDP sockets; each becomes an element of
@@ -65,49 +61,55 @@ pub fn create(
     ends: &mut Vec<(u64, OwnedFd)>,
     users: &mut [Vec<usize>],
 ) -> anyhow::Result<()> {
-    let mut tcp: Vec<End> = Vec::new();
-    let mut other: Vec<Unconnected> = Vec::new();
-    let mut seen: HashMap<(String, u64), usize> = HashMap::new();
-    for (i, img) in images.iter().enumerate() {
-        let host = img.identity().hostname.clone();
-        for m in img.fds()? {
-            match m.kind {
-                FdKind::TcpSocket {
-                    inode,
+    let tcp = collect(
+        images,
+        |k| match k {
+            FdKind::TcpSocket {
+                inode,
+                local,
+                remote,
+                internal,
+                queue,
+                shut_wr,
+                options,
+                ..
+            } => Some((
+                inode,
+                End {
                     local,
                     remote,
                     internal,
                     queue,
                     shut_wr,
                     options,
-                    ..
-                } => match seen.get(&(host.clone(), inode)) {
-                    Some(&j) => {
-                        let e = &mut tcp[j];
-                        if !e.users.contains(&i) {
-                            e.users.push(i);
-                        }
-                        if e.queue.is_none() {
-                            e.queue = queue;
-                        }
-                    }
-                    None => {
-                        seen.insert((host.clone(), inode), tcp.len());
-                        tcp.push(End {
-                            host: host.clone(),
-                            inode,
-                            local,
-                            remote,
-                            internal,
-                            queue,
-                            shut_wr,
-                            options,
-                            users: vec![i],
-                        });
-                    }
                 },
-                FdKind::InetSocket {
-                    inode,
+            )),
+            _ => None,
+        },
+        // The process that saved the socket's bytes may come later.
+        |e, later| {
+            if e.queue.is_none() {
+                e.queue = later.queue;
+            }
+        },
+    )?;
+    let other = collect(
+        images,
+        |k| match k {
+            FdKind::InetSocket {
+                inode,
+                family,
+                sock_type,
+                protocol,
+                local,
+                remote,
+                listen,
+                queued,
+                options,
+                ..
+            } => Some((
+                inode,
+                Unconnected {
                     family,
                     sock_type,
                     protocol,
@@ -116,35 +118,12 @@ pub fn create(
                     listen,
                     queued,
                     options,
-                    ..
-                } => {
-                    if let Some(u) = other
-                        .iter_mut()
-                        .find(|u| u.inode == inode && u.host == host)
-                    {
-                        if !u.users.contains(&i) {
-                            u.users.push(i);
-                        }
-                        continue;
-                    }
-                    other.push(Unconnected {
-                        host: host.clone(),
-                        inode,
-                        family,
-                        sock_type,
-                        protocol,
-                        local,
-                        remote,
-                        listen,
-                        queued,
-                        options,
-                        users: vec![i],
-                    });
-                }
-                _ => {}
-            }
-        }
-    }
+                },
+            )),
+            _ => None,
+        },
+        |_, _| {},
+    )?;
 
     // Connections first: their temporary listeners take the ports the
     // program's listeners get back after.
@@ -155,17 +134,17 @@ pub fn create(
     let by_key: HashMap<(String, String, String), usize> = tcp
         .iter()
         .enumerate()
-        .map(|(j, e)| (key(&e.host, &e.local, &e.remote), j))
+        .map(|(j, f)| (key(&f.host, &f.what.local, &f.what.remote), j))
         .collect();
     let mut made: Vec<Option<Socket>> = (0..tcp.len()).map(|_| None).collect();
     for j in 0..tcp.len() {
         if made[j].is_some() {
             continue;
         }
-        let e = &tcp[j];
+        let e = &tcp[j].what;
         let peer = if e.internal {
             by_key
-                .get(&key(&e.host, &e.remote, &e.local))
+                .get(&key(&tcp[j].host, &e.remote, &e.local))
                 .copied()
                 .filter(|&k| k != j && made[k].is_none())
         } else {
@@ -173,7 +152,7 @@ pub fn create(
         };
         match peer {
             Some(k) => {
-                let (a, b) = connection(e, &tcp[k])
+                let (a, b) = connection(e, &tcp[k].what)
                     .with_context(|| format!("reconnecting tcp {} <-> {}", e.local, e.remote))?;
                 made[j] = Some(a);
                 made[k] = Some(b);
@@ -197,32 +176,25 @@ pub fn create(
             }
         }
     }
-    let mut later: Vec<(Socket, Vec<SockOpt>)> = Vec::new();
+    let mut later = Vec::new();
     for u in &other {
-        let s = unconnected(u)
-            .with_context(|| format!("{} socket:[{}] {}", kind_name(u), u.inode, u.local))?;
-        later.push((s, u.options.clone()));
+        let what = &u.what;
+        let s = unconnected(what)
+            .with_context(|| format!("{} socket:[{}] {}", kind_name(what), u.inode, what.local))?;
+        later.push(s);
     }
-    // Options last (see the module docs).
-    for (e, s) in tcp.iter().zip(&made) {
-        if let Some(s) = s {
-            set_options(s, &e.options, false);
-        }
-    }
-    for (s, opts) in &later {
-        set_options(s, opts, false);
-    }
-    let conns = tcp.iter().map(|e| (e.inode, &e.users)).zip(made);
-    let rest = other
-        .iter()
-        .map(|u| (u.inode, &u.users))
-        .zip(later.into_iter().map(|(s, _)| Some(s)));
-    for ((inode, who), s) in conns.chain(rest) {
-        let Some(s) = s else { continue };
-        for &u in who {
-            users[u].push(ends.len());
-        }
-        ends.push((inode, OwnedFd::from(s)));
+    // Options last (see the module docs), then every socket is an end.
+    let conns = tcp.iter().map(|f| (f.inode, &f.users, &f.what.options));
+    let rest = other.iter().map(|f| (f.inode, &f.users, &f.what.options));
+    // Every connection was made above, as itself or as a peer.
+    let made: Vec<Socket> = made
+        .into_iter()
+        .map(|m| m.context("a tcp connection was not made"))
+        .collect::<anyhow::Result<_>>()?;
+    let made = made.into_iter().chain(later);
+    for ((inode, who, options), s) in conns.chain(rest).zip(made) {
+        set_options(&s, options, false);
+        add(ends, users, inode, OwnedFd::from(s), who);
     }
     Ok(())
 }
@@ -482,15 +454,12 @@ mod tests {
 
     fn end(local: &str, remote: &str, queue: &[u8]) -> End {
         End {
-            host: "h".into(),
-            inode: 1,
             local: local.into(),
             remote: remote.into(),
             internal: true,
             queue: Some(queue.to_vec()),
             shut_wr: false,
             options: Vec::new(),
-            users: Vec::new(),
         }
     }
 
@@ -547,8 +516,6 @@ mod tests {
     fn a_taken_port_is_a_clear_error() {
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let u = Unconnected {
-            host: "h".into(),
-            inode: 3,
             family: libc::AF_INET,
             sock_type: libc::SOCK_STREAM,
             protocol: libc::IPPROTO_TCP,
@@ -557,7 +524,6 @@ mod tests {
             listen: Some(16),
             queued: false,
             options: Vec::new(),
-            users: Vec::new(),
         };
         let e = unconnected(&u).err().unwrap();
         assert!(format!("{e:#}").contains("is taken"), "{e:#}");

@@ -39,7 +39,67 @@ struct Seen {
     peek_off: i32,
     queue: Vec<Vec<u8>>,
     peer_gone: bool,
-    users: Vec<usize>,
+}
+
+/// One socket of the images, recorded once per host and inode (as the
+/// first image that has it saw it), with every image that has it.
+pub struct Found<T> {
+    pub host: String,
+    pub inode: u64,
+    pub what: T,
+    pub users: Vec<usize>,
+}
+
+/// The sockets `pick` takes among the images' descriptors, in image order;
+/// `merge` folds a later image's record of the same socket into the first.
+pub fn collect<T>(
+    images: &[&Image],
+    mut pick: impl FnMut(FdKind) -> Option<(u64, T)>,
+    mut merge: impl FnMut(&mut T, T),
+) -> anyhow::Result<Vec<Found<T>>> {
+    let mut out: Vec<Found<T>> = Vec::new();
+    let mut index: HashMap<(String, u64), usize> = HashMap::new();
+    for (i, img) in images.iter().enumerate() {
+        let host = &img.identity().hostname;
+        for m in img.fds()? {
+            let Some((inode, what)) = pick(m.kind) else {
+                continue;
+            };
+            match index.get(&(host.clone(), inode)) {
+                Some(&j) => {
+                    let f = &mut out[j];
+                    if !f.users.contains(&i) {
+                        f.users.push(i);
+                    }
+                    merge(&mut f.what, what);
+                }
+                None => {
+                    index.insert((host.clone(), inode), out.len());
+                    out.push(Found {
+                        host: host.clone(),
+                        inode,
+                        what,
+                        users: vec![i],
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Adds a created socket as an end that every image of `who` inherits.
+pub fn add(
+    ends: &mut Vec<(u64, OwnedFd)>,
+    users: &mut [Vec<usize>],
+    inode: u64,
+    fd: OwnedFd,
+    who: &[usize],
+) {
+    for &u in who {
+        users[u].push(ends.len());
+    }
+    ends.push((inode, fd));
 }
 
 pub struct Sockets {
@@ -51,11 +111,10 @@ pub struct Sockets {
 
 impl Sockets {
     pub fn create(images: &[&Image]) -> anyhow::Result<Sockets> {
-        let mut seen: HashMap<(String, u64), Seen> = HashMap::new();
-        for (i, img) in images.iter().enumerate() {
-            let host = img.identity().hostname.clone();
-            for m in img.fds()? {
-                let FdKind::UnixSocket {
+        let found = collect(
+            images,
+            |k| match k {
+                FdKind::UnixSocket {
                     inode,
                     peer,
                     sock_type,
@@ -66,26 +125,27 @@ impl Sockets {
                     queue,
                     peer_gone,
                     ..
-                } = m.kind
-                else {
-                    continue;
-                };
-                let s = seen.entry((host.clone(), inode)).or_insert_with(|| Seen {
-                    peer,
-                    sock_type,
-                    sndbuf,
-                    rcvbuf,
-                    passcred,
-                    peek_off,
-                    queue,
-                    peer_gone,
-                    users: Vec::new(),
-                });
-                if !s.users.contains(&i) {
-                    s.users.push(i);
-                }
-            }
-        }
+                } => Some((
+                    inode,
+                    Seen {
+                        peer,
+                        sock_type,
+                        sndbuf,
+                        rcvbuf,
+                        passcred,
+                        peek_off,
+                        queue,
+                        peer_gone,
+                    },
+                )),
+                _ => None,
+            },
+            |_, _| {},
+        )?;
+        let seen: HashMap<(String, u64), &Found<Seen>> = found
+            .iter()
+            .map(|f| ((f.host.clone(), f.inode), f))
+            .collect();
         let mut ends = Vec::new();
         let mut users = vec![Vec::new(); images.len()];
         listeners(images, &mut ends, &mut users)?;
@@ -94,13 +154,14 @@ impl Sockets {
         let mut keys: Vec<(String, u64)> = seen.keys().cloned().collect();
         keys.sort();
         for (host, a) in keys {
-            let Some(sa) = seen.get(&(host.clone(), a)) else {
+            let Some(fa_) = seen.get(&(host.clone(), a)) else {
                 continue;
             };
+            let sa = &fa_.what;
             let b = sa.peer;
             // Each pair once, from its lower inode; both ends must be ours
             // and name each other.
-            let Some(sb) = seen.get(&(host.clone(), b)) else {
+            let Some(fb_) = seen.get(&(host.clone(), b)) else {
                 if sa.peer_gone {
                     // The peer was closed: a pair for what it had sent, its
                     // other end closed (end of file after the bytes).
@@ -110,13 +171,11 @@ impl Sockets {
                         .with_context(|| format!("refilling unix socket:[{a}]"))?;
                     drop(fb);
                     set_after_refill(fa.as_raw_fd(), sa);
-                    for &u in &sa.users {
-                        users[u].push(ends.len());
-                    }
-                    ends.push((a, fa));
+                    add(&mut ends, &mut users, a, fa, &fa_.users);
                 }
                 continue;
             };
+            let sb = &fb_.what;
             if a >= b || sb.peer != a {
                 continue;
             }
@@ -139,12 +198,8 @@ impl Sockets {
             for (s, fd) in [(sa, &fa), (sb, &fb)] {
                 set_after_refill(fd.as_raw_fd(), s);
             }
-            for (inode, s, fd) in [(a, sa, fa), (b, sb, fb)] {
-                for &u in &s.users {
-                    users[u].push(ends.len());
-                }
-                ends.push((inode, fd));
-            }
+            add(&mut ends, &mut users, a, fa, &fa_.users);
+            add(&mut ends, &mut users, b, fb, &fb_.users);
         }
         Ok(Sockets { ends, users })
     }
@@ -175,11 +230,10 @@ fn listeners(
     ends: &mut Vec<(u64, OwnedFd)>,
     users: &mut [Vec<usize>],
 ) -> anyhow::Result<()> {
-    let mut made: HashMap<(String, u64), usize> = HashMap::new();
-    for (i, img) in images.iter().enumerate() {
-        let host = img.identity().hostname.clone();
-        for m in img.fds()? {
-            let FdKind::UnixListener {
+    let found = collect(
+        images,
+        |k| match k {
+            FdKind::UnixListener {
                 inode,
                 sock_type,
                 name,
@@ -190,41 +244,38 @@ fn listeners(
                 rcvbuf,
                 passcred,
                 ..
-            } = m.kind
-            else {
-                continue;
-            };
-            let e = match made.get(&(host.clone(), inode)) {
-                Some(&e) => e,
-                None => {
-                    let shown = String::from_utf8_lossy(&name).into_owned();
-                    if pending > 0 {
-                        tracing::warn!("{pending} connections waiting on {shown:?} are lost");
-                        eprintln!(
-                            "hiber: warning: {pending} connections that were waiting on unix \
-                             socket {shown:?} are lost"
-                        );
-                    }
-                    let fd = listen(sock_type, &name, &cwd, backlog)
-                        .with_context(|| format!("listening unix socket {shown:?}"))?;
-                    let seen = Seen {
-                        sndbuf,
-                        rcvbuf,
-                        passcred,
-                        peek_off: -1,
-                        ..Seen::default()
-                    };
-                    set_buffers(fd.as_raw_fd(), &seen);
-                    set_after_refill(fd.as_raw_fd(), &seen);
-                    ends.push((inode, fd));
-                    made.insert((host.clone(), inode), ends.len() - 1);
-                    ends.len() - 1
-                }
-            };
-            if !users[i].contains(&e) {
-                users[i].push(e);
-            }
+            } => Some((
+                inode,
+                (
+                    sock_type, name, cwd, backlog, pending, sndbuf, rcvbuf, passcred,
+                ),
+            )),
+            _ => None,
+        },
+        |_, _| {},
+    )?;
+    for f in found {
+        let (sock_type, name, cwd, backlog, pending, sndbuf, rcvbuf, passcred) = f.what;
+        let shown = String::from_utf8_lossy(&name).into_owned();
+        if pending > 0 {
+            tracing::warn!("{pending} connections waiting on {shown:?} are lost");
+            eprintln!(
+                "hiber: warning: {pending} connections that were waiting on unix \
+                 socket {shown:?} are lost"
+            );
         }
+        let fd = listen(sock_type, &name, &cwd, backlog)
+            .with_context(|| format!("listening unix socket {shown:?}"))?;
+        let seen = Seen {
+            sndbuf,
+            rcvbuf,
+            passcred,
+            peek_off: -1,
+            ..Seen::default()
+        };
+        set_buffers(fd.as_raw_fd(), &seen);
+        set_after_refill(fd.as_raw_fd(), &seen);
+        add(ends, users, f.inode, fd, &f.users);
     }
     Ok(())
 }
@@ -329,61 +380,52 @@ fn datagrams(
     ends: &mut Vec<(u64, OwnedFd)>,
     users: &mut [Vec<usize>],
 ) -> anyhow::Result<()> {
-    let mut made: HashMap<(String, u64), usize> = HashMap::new();
-    let mut wanted: Vec<(usize, usize)> = Vec::new();
-    for pass in [false, true] {
-        for (i, img) in images.iter().enumerate() {
-            let host = img.identity().hostname.clone();
-            for m in img.fds()? {
-                let FdKind::UnixDgram {
-                    inode,
+    let mut found = collect(
+        images,
+        |k| match k {
+            FdKind::UnixDgram {
+                inode,
+                name,
+                peer_name,
+                cwd,
+                queue,
+                sndbuf,
+                rcvbuf,
+                passcred,
+                ..
+            } => Some((
+                inode,
+                (
                     name,
                     peer_name,
                     cwd,
-                    queue,
-                    sndbuf,
-                    rcvbuf,
-                    passcred,
-                    ..
-                } = m.kind
-                else {
-                    continue;
-                };
-                if peer_name.is_empty() == pass {
-                    continue; // servers in the first pass, clients in the second
-                }
-                let e = match made.get(&(host.clone(), inode)) {
-                    Some(&e) => e,
-                    None => {
-                        let shown = String::from_utf8_lossy(&name).into_owned();
-                        let seen = Seen {
-                            sock_type: libc::SOCK_DGRAM,
-                            sndbuf,
-                            rcvbuf,
-                            passcred,
-                            peek_off: -1,
-                            queue,
-                            ..Seen::default()
-                        };
-                        let fd = datagram(&seen, &name, &peer_name, &cwd).with_context(|| {
-                            format!(
-                                "unix datagram socket {shown:?} -> {:?}",
-                                String::from_utf8_lossy(&peer_name)
-                            )
-                        })?;
-                        ends.push((inode, fd));
-                        made.insert((host.clone(), inode), ends.len() - 1);
-                        ends.len() - 1
-                    }
-                };
-                wanted.push((i, e));
-            }
-        }
-    }
-    for (i, e) in wanted {
-        if !users[i].contains(&e) {
-            users[i].push(e);
-        }
+                    Seen {
+                        sock_type: libc::SOCK_DGRAM,
+                        sndbuf,
+                        rcvbuf,
+                        passcred,
+                        peek_off: -1,
+                        queue,
+                        ..Seen::default()
+                    },
+                ),
+            )),
+            _ => None,
+        },
+        |_, _| {},
+    )?;
+    // Servers first, so that clients can connect to them.
+    found.sort_by_key(|f| !f.what.1.is_empty());
+    for f in found {
+        let (name, peer_name, cwd, seen) = &f.what;
+        let fd = datagram(seen, name, peer_name, cwd).with_context(|| {
+            format!(
+                "unix datagram socket {:?} -> {:?}",
+                String::from_utf8_lossy(name),
+                String::from_utf8_lossy(peer_name)
+            )
+        })?;
+        add(ends, users, f.inode, fd, &f.users);
     }
     Ok(())
 }
