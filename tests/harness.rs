@@ -573,6 +573,9 @@ pub struct LogCycles<'a> {
     pub logs: &'a [&'a str],
     /// What the last restarted run prints on its stdout.
     pub done: &'a str,
+    /// Runs after the reference run and after each kill (to remove what a
+    /// killed run leaves behind outside its images).
+    pub after_kill: &'a dyn Fn(),
 }
 
 /// Runs `prog ARGS` once uninterrupted in `<dir>/ref`, then under hiber
@@ -583,6 +586,7 @@ pub fn log_file_cycles(env: &Env, prog: &Path, args: &[&str], c: &LogCycles<'_>)
     std::fs::create_dir_all(&refdir).unwrap();
     let reference = output(Command::new(prog).args(args).current_dir(&refdir)).unwrap();
     assert!(reference.status.success(), "reference run: {reference:?}");
+    (c.after_kill)();
     let t = Duration::from_secs(90);
     let more = |n: usize| env.wait_lines(c.watch, env.read(c.watch).lines().count() + n, t);
     let checkpoint = || {
@@ -600,12 +604,14 @@ pub fn log_file_cycles(env: &Env, prog: &Path, args: &[&str], c: &LogCycles<'_>)
     let images = checkpoint();
     more(2);
     env.kill_all(&mut [&mut run]);
+    (c.after_kill)();
 
     let mut run = env.restart(&images, "run1.out");
     env.wait_lines(c.watch, c.second, t);
     let images = checkpoint();
     more(2);
     env.kill_all(&mut [&mut run]);
+    (c.after_kill)();
 
     let mut run = env.restart(&images, "run2.out");
     let st = env.wait(&mut run, t);

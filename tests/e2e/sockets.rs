@@ -51,6 +51,7 @@ fn socketpair_cycles(name: &str, unprivileged: bool, extra: &[&str]) {
         resume_first: false,
         logs: &["p.out", "c.out"],
         done: "unixpair done 0\n",
+        after_kill: &|| {},
     };
     log_file_cycles(&env, &prog, &args, &cycles);
 }
@@ -88,6 +89,7 @@ fn unix_datagram_server_and_clients() {
         resume_first: false,
         logs: &["s1.out", "s2.out", "c1.out"],
         done: "unixdgram done 45 45\n",
+        after_kill: &|| {},
     };
     log_file_cycles(&env, &prog, &["45", "40"], &cycles);
 }

@@ -6,10 +6,7 @@
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
-use std::process::Command;
-use std::time::Duration;
-
-use hiber_e2e::Env;
+use hiber_e2e::{Env, LogCycles, log_file_cycles};
 
 /// The keys one run of `sysvipc` uses (KEY, KEY+1, KEY+2), per test
 /// (and test process) so that concurrent runs do not meet. Removes, when dropped and
@@ -76,45 +73,17 @@ fn sysv_cycles(name: &str, unprivileged: bool) {
     let keys = Keys::new(i32::from(unprivileged));
     keys.remove_leftovers();
     let key = format!("{:#x}", keys.0);
-    let args = [key.as_str(), "40", "40"];
-    let refdir = env.dir.join("ref");
-    std::fs::create_dir_all(&refdir).unwrap();
-    let reference = hiber_e2e::output(Command::new(&prog).args(args).current_dir(&refdir)).unwrap();
-    assert!(
-        reference.status.success(),
-        "reference run failed: {reference:?}"
-    );
-    keys.remove_leftovers();
-
-    let t = Duration::from_secs(90);
-    let mut c = env.launch(&[], &prog, &args, "run0.out");
-    env.wait_lines("c.out", 10, t);
-    let images = env.checkpoint(&[]);
-    assert_eq!(images.len(), 2, "one image per process: {images:?}");
-    env.wait_lines("c.out", env.read("c.out").lines().count() + 2, t);
-    env.kill_all(&mut [&mut c]);
-    keys.remove_leftovers();
-
-    let mut r = env.restart(&images, "run1.out");
-    env.wait_lines("c.out", 22, t);
-    let images = env.checkpoint(&[]);
-    assert_eq!(images.len(), 2, "one image per process: {images:?}");
-    env.wait_lines("c.out", env.read("c.out").lines().count() + 2, t);
-    env.kill_all(&mut [&mut r]);
-    keys.remove_leftovers();
-
-    let mut r = env.restart(&images, "run2.out");
-    let st = env.wait(&mut r, t);
-    assert!(st.success(), "restarted run failed: {st:?}");
-    assert!(
-        env.read("run2.out").contains("done"),
-        "{}",
-        env.read("run2.out")
-    );
-    for f in ["p.out", "c.out"] {
-        let want = std::fs::read_to_string(refdir.join(f)).unwrap();
-        assert_eq!(env.read(f), want, "{f} differs from an uninterrupted run");
-    }
+    let cycles = LogCycles {
+        watch: "c.out",
+        first: 10,
+        second: 22,
+        images: 2,
+        resume_first: false,
+        logs: &["p.out", "c.out"],
+        done: "done\n",
+        after_kill: &|| keys.remove_leftovers(),
+    };
+    log_file_cycles(&env, &prog, &[key.as_str(), "40", "40"], &cycles);
 }
 
 /// The POSIX queues one run of `mqueue` uses; unlinked when dropped (only
@@ -142,40 +111,15 @@ fn posix_message_queues() {
     let prog = env.compile("mqueue", &[]);
     let tag = format!("{}", std::process::id());
     let _queues = Queues(tag.clone());
-    let args = [tag.as_str(), "40", "40"];
-    let refdir = env.dir.join("ref");
-    std::fs::create_dir_all(&refdir).unwrap();
-    let reference = hiber_e2e::output(Command::new(&prog).args(args).current_dir(&refdir)).unwrap();
-    assert!(
-        reference.status.success(),
-        "reference run failed: {reference:?}"
-    );
-
-    let t = Duration::from_secs(90);
-    let mut c = env.launch(&[], &prog, &args, "run0.out");
-    env.wait_lines("c.out", 10, t);
-    let images = env.checkpoint(&[]);
-    assert_eq!(images.len(), 2, "one image per process: {images:?}");
-    env.wait_lines("c.out", env.read("c.out").lines().count() + 2, t);
-    env.kill_all(&mut [&mut c]);
-
-    let mut r = env.restart(&images, "run1.out");
-    env.wait_lines("c.out", 22, t);
-    let images = env.checkpoint(&[]);
-    assert_eq!(images.len(), 2, "one image per process: {images:?}");
-    env.wait_lines("c.out", env.read("c.out").lines().count() + 2, t);
-    env.kill_all(&mut [&mut r]);
-
-    let mut r = env.restart(&images, "run2.out");
-    let st = env.wait(&mut r, t);
-    assert!(st.success(), "restarted run failed: {st:?}");
-    assert!(
-        env.read("run2.out").contains("done"),
-        "{}",
-        env.read("run2.out")
-    );
-    for f in ["p.out", "c.out"] {
-        let want = std::fs::read_to_string(refdir.join(f)).unwrap();
-        assert_eq!(env.read(f), want, "{f} differs from an uninterrupted run");
-    }
+    let cycles = LogCycles {
+        watch: "c.out",
+        first: 10,
+        second: 22,
+        images: 2,
+        resume_first: false,
+        logs: &["p.out", "c.out"],
+        done: "done\n",
+        after_kill: &|| {},
+    };
+    log_file_cycles(&env, &prog, &[tag.as_str(), "40", "40"], &cycles);
 }

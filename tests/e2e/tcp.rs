@@ -50,6 +50,7 @@ fn tcp_stream_cycles(name: &str, extra: &[&str], unprivileged: bool) {
         resume_first: true,
         logs: &["p.out", "c.out"],
         done: "tcpstream done 0\n",
+        after_kill: &|| {},
     };
     log_file_cycles(&env, &prog, &args, &cycles);
 }
@@ -72,6 +73,7 @@ fn epoll_server_with_several_clients() {
         resume_first: false,
         logs: &["s.out", "c0.out", "c1.out", "c2.out", "c3.out"],
         done: "epollsrv done 0\n",
+        after_kill: &|| {},
     };
     log_file_cycles(&env, &prog, &["45", "40"], &cycles);
 }
